@@ -1,0 +1,1 @@
+"""texfarm's math: pure torch task kinds (no Ray, no boto3), runnable directly on any device."""

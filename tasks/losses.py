@@ -1,0 +1,93 @@
+"""Losses on VGG activations. Every loss is normalized by its target's magnitude, so per-layer
+weights mean what they say (no layer dominates by sheer activation scale) and ``style_weight`` /
+``content_weight`` stay comparable across layers, image sizes and weight files.
+
+Departure from Gatys et al.: the paper weights raw squared Gram differences by 1/(4 N^2 M^2);
+we divide by the squared norm of the target Gram instead, which makes the loss scale-free.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Channel correlation matrices (B, C, C), averaged over positions so size does not matter."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (h * w)
+
+
+def normalized_weights(layers: Sequence[str], weights: Sequence[float] | None) -> dict[str, float]:
+    if weights is None:
+        weights = [1.0] * len(layers)
+    if len(weights) != len(layers):
+        raise ValueError(f"{len(weights)} layer weights given for {len(layers)} layers")
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError("layer weights must sum to a positive number")
+    return {layer: float(w) / total for layer, w in zip(layers, weights)}
+
+
+class GramLoss:
+    """Texture/style loss: relative squared distance between Gram matrices, per layer."""
+
+    def __init__(self, targets: Mapping[str, torch.Tensor], layer_weights: Mapping[str, float]) -> None:
+        self.targets = {k: v.detach() for k, v in targets.items()}
+        self.norms = {k: v.pow(2).sum(dim=(-1, -2)).clamp_min(1e-12) for k, v in self.targets.items()}
+        self.layer_weights = dict(layer_weights)
+
+    @classmethod
+    def from_features(
+        cls,
+        feature_sets: Sequence[Mapping[str, torch.Tensor]],
+        layer_weights: Mapping[str, float],
+        blend: Sequence[float] | None = None,
+    ) -> "GramLoss":
+        """Targets from one or more exemplars; several are blended as weighted Gram averages."""
+        blend = list(blend) if blend is not None else [1.0] * len(feature_sets)
+        total = float(sum(blend))
+        targets = {
+            layer: sum(w / total * gram(feats[layer]) for w, feats in zip(blend, feature_sets))
+            for layer in layer_weights
+        }
+        return cls(targets, layer_weights)
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.layer_weights)
+
+    def per_image(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Loss of each image in the batch (B,), so batched renders stay independent."""
+        total = 0.0
+        for layer, weight in self.layer_weights.items():
+            diff = (gram(features[layer]) - self.targets[layer]).pow(2).sum(dim=(-1, -2))
+            total = total + weight * diff / self.norms[layer]
+        return total
+
+    def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.per_image(features).sum()
+
+
+class ContentLoss:
+    """Relative squared distance between activations of the image and the content image."""
+
+    def __init__(self, layer: str, target: torch.Tensor) -> None:
+        self.layer = layer
+        self.target = target.detach()
+        self.norm = self.target.pow(2).mean().clamp_min(1e-12)
+
+    def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return (features[self.layer] - self.target).pow(2).mean() / self.norm
+
+
+def total_variation(image: torch.Tensor, circular: bool = False) -> torch.Tensor:
+    """Mean squared difference of neighbouring pixels (wrapping around when ``circular``)."""
+    if circular:
+        dx = image - image.roll(1, dims=-1)
+        dy = image - image.roll(1, dims=-2)
+    else:
+        dx = image[..., :, 1:] - image[..., :, :-1]
+        dy = image[..., 1:, :] - image[..., :-1, :]
+    return dx.pow(2).mean() + dy.pow(2).mean()

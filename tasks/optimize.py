@@ -1,0 +1,110 @@
+"""Pixel optimization with L-BFGS (default, as Gatys et al.) or Adam, guarded against divergence.
+
+The guard (after texturize's solver): the loop runs in chunks of ``check_every`` iterations;
+after each chunk the loss is checked once (the only host-device sync besides L-BFGS's own).
+A non-finite or exploding loss rolls the image back to the last good state and restarts the
+optimizer with half the step size, instead of returning garbage.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Diverged(RuntimeError):
+    """The optimization kept diverging after every allowed roll-back."""
+
+
+@dataclass
+class OptimResult:
+    image: torch.Tensor
+    loss_start: float
+    loss_end: float
+    iterations: int
+    evaluations: int
+    rollbacks: int
+    history: list[float] = field(default_factory=list)
+
+
+def _make_optimizer(x: torch.Tensor, method: str, lr: float, chunk: int) -> torch.optim.Optimizer:
+    if method == "lbfgs":
+        # Negative tolerances: run the iterations we were asked for, do not stop on a flat stretch.
+        return torch.optim.LBFGS(
+            [x], lr=lr, max_iter=chunk, history_size=50, line_search_fn="strong_wolfe",
+            tolerance_grad=-1.0, tolerance_change=-1.0,
+        )
+    if method == "adam":
+        return torch.optim.Adam([x], lr=lr)
+    raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {method!r}")
+
+
+def optimize(
+    image: torch.Tensor,
+    objective: Objective,
+    iterations: int,
+    method: str = "lbfgs",
+    lr: float = 1.0,
+    check_every: int = 10,
+    divergence_factor: float = 10.0,
+    max_rollbacks: int = 20,
+) -> OptimResult:
+    """Minimize ``objective(image)`` over the pixels; returns the image clamped to [0, 1]."""
+    x = image.detach().clone().requires_grad_(True)
+    with torch.no_grad():
+        loss_start = float(objective(x))
+    if not math.isfinite(loss_start):
+        raise Diverged(f"the loss is {loss_start} before the first step; check the inputs and weights")
+    last_good = x.detach().clone()
+    best = loss_start
+    history: list[float] = [loss_start]
+    evaluations = iterations_done = rollbacks = 0
+    last_loss = torch.tensor(loss_start)
+    optimizer = _make_optimizer(x, method, lr, check_every)
+
+    def closure() -> torch.Tensor:
+        nonlocal evaluations, last_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective(x)
+        loss.backward()
+        evaluations += 1
+        last_loss = loss.detach()
+        return loss
+
+    while iterations_done < iterations:
+        chunk = min(check_every, iterations - iterations_done)
+        if method == "lbfgs":
+            optimizer.param_groups[0]["max_iter"] = chunk
+            optimizer.param_groups[0]["max_eval"] = chunk * 5 // 4
+            optimizer.step(closure)
+        else:
+            for _ in range(chunk):
+                optimizer.step(closure)
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+        iterations_done += chunk
+        loss = float(last_loss)
+        finite = math.isfinite(loss) and bool(torch.isfinite(x).all())
+        if finite and loss <= divergence_factor * best:
+            last_good.copy_(x.detach())
+            best = min(best, loss)
+            history.append(loss)
+            continue
+        rollbacks += 1
+        if rollbacks > max_rollbacks:
+            raise Diverged(f"loss diverged {rollbacks} times (last {loss}); lower `lr` or use `optimizer: lbfgs`")
+        with torch.no_grad():
+            x.copy_(last_good)
+        lr *= 0.5
+        optimizer = _make_optimizer(x, method, lr, check_every)
+
+    with torch.no_grad():
+        x.clamp_(0, 1)
+        loss_end = float(objective(x))
+    if not math.isfinite(loss_end):
+        raise Diverged(f"final loss is {loss_end}")
+    return OptimResult(x.detach(), loss_start, loss_end, iterations_done, evaluations, rollbacks, history)

@@ -1,0 +1,34 @@
+"""One registry maps a manifest ``kind`` to its task function, parameter class and input roles.
+
+Adding a method = one module in tasks/ and one line here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import gatys
+from .params import StyleParams, TextureParams
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    name: str
+    run: Callable  # (inputs: dict[role, list[Tensor]], params, vgg, seed) -> TaskOutput
+    params: type
+    fanout: str  # the input role with one task per image ("inputs" or "content")
+    shared: tuple[str, ...] = ()  # input roles every task of the job receives whole (e.g. "style")
+    max_layer: str = "relu5_1"  # deepest VGG layer its defaults need
+
+
+KINDS: dict[str, TaskKind] = {
+    "texture": TaskKind("texture", gatys.texture, TextureParams, fanout="inputs"),
+    "style": TaskKind("style", gatys.style, StyleParams, fanout="content", shared=("style",)),
+}
+
+
+def get_kind(name: str) -> TaskKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown kind {name!r}; known kinds: {sorted(KINDS)}") from None
