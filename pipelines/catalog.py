@@ -1,0 +1,76 @@
+"""The run's catalog: one row per task in ``{output}/catalog.parquet`` (pyarrow)."""
+from __future__ import annotations
+
+import io
+import json
+import statistics
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .storage import Storage, StorageError, join
+
+CATALOG_NAME = "catalog.parquet"
+SCHEMA = pa.schema([
+    ("task_id", pa.string()), ("job", pa.string()), ("kind", pa.string()), ("status", pa.string()),
+    ("output_uri", pa.string()), ("seed", pa.int64()), ("params", pa.string()), ("inputs", pa.string()),
+    ("seconds", pa.float64()), ("wall_seconds", pa.float64()), ("loss_start", pa.float64()),
+    ("loss_end", pa.float64()), ("iterations", pa.int64()), ("device", pa.string()), ("weights", pa.string()),
+    ("attempts", pa.int64()), ("error", pa.string()), ("finished_at", pa.string()),
+])
+
+
+def row(record: dict[str, Any]) -> dict[str, Any]:
+    out = {name: record.get(name) for name in SCHEMA.names}
+    out["params"] = json.dumps(record.get("params", {}), sort_keys=True)
+    out["inputs"] = json.dumps(record.get("inputs", {}), sort_keys=True)
+    return out
+
+
+def catalog_uri(output: str) -> str:
+    return join(output, CATALOG_NAME)
+
+
+def read_rows(storage: Storage, output: str) -> list[dict[str, Any]]:
+    try:
+        data = storage.read(catalog_uri(output))
+    except StorageError:
+        return []
+    return pq.read_table(io.BytesIO(data)).to_pylist()
+
+
+def write(storage: Storage, output: str, rows: Iterable[dict[str, Any]], previous: list[dict] | None = None) -> bool:
+    """Write the catalog sorted by job and task id; skip the write when nothing changed."""
+    rows = sorted(rows, key=lambda r: (r["job"], r["task_id"]))
+    if previous is not None and rows == sorted(previous, key=lambda r: (r["job"], r["task_id"])):
+        return False
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), buffer)
+    storage.write(catalog_uri(output), buffer.getvalue())
+    return True
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per job: done / failed counts, median seconds and median final loss of the done tasks."""
+    jobs: dict[str, list[dict]] = {}
+    for r in rows:
+        jobs.setdefault(r["job"], []).append(r)
+    out = []
+    for job, items in sorted(jobs.items()):
+        done = [r for r in items if r["status"] == "done"]
+        secs = [r["seconds"] for r in done if r["seconds"] is not None]
+        losses = [r["loss_end"] for r in done if r["loss_end"] is not None]
+        out.append({"job": job, "done": len(done), "failed": len(items) - len(done),
+                    "median_seconds": statistics.median(secs) if secs else None,
+                    "median_loss": statistics.median(losses) if losses else None})
+    return out
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'job':24} {'done':>6} {'failed':>6} {'median s':>10} {'median loss':>12}"]
+    for s in summary(rows):
+        secs = f"{s['median_seconds']:.2f}" if s["median_seconds"] is not None else "-"
+        loss = f"{s['median_loss']:.4g}" if s["median_loss"] is not None else "-"
+        lines.append(f"{s['job']:24} {s['done']:>6} {s['failed']:>6} {secs:>10} {loss:>12}")
+    return "\n".join(lines)

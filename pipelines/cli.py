@@ -1,0 +1,205 @@
+"""The ``texfarm`` command line: render (one image, no Ray), validate, run, submit, status, logs,
+stop, catalog. Exit codes: 0 success, 1 some tasks failed, 2 bad manifest or usage."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .manifest import ManifestError, parse_manifest
+from .storage import Storage, StorageConfig, StorageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _size(text: str):
+    return int(text) if text.isdigit() else text
+
+
+def _add_render_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, help="output PNG path or s3:// URI")
+    parser.add_argument("--size", type=_size, help="N (square / long side) or WxH")
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--octaves", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", default="imagenet", help="imagenet | random | PATH | s3://URI")
+    parser.add_argument("--pooling", choices=("avg", "max"), default="avg")
+    parser.add_argument("--optimizer", choices=("lbfgs", "adam"))
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--tv-weight", type=float)
+    parser.add_argument("--tileable", action="store_true", default=None)
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="texfarm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    render = sub.add_parser("render", help="render one image directly, without Ray (debugging, quick looks)")
+    kinds = render.add_subparsers(dest="kind", required=True)
+    texture = kinds.add_parser("texture", help="Gatys texture synthesis from an exemplar")
+    texture.add_argument("exemplar")
+    texture.add_argument("--exemplar-scale", type=float)
+    _add_render_options(texture)
+    style = kinds.add_parser("style", help="Gatys style transfer")
+    style.add_argument("content")
+    style.add_argument("style", nargs="+")
+    style.add_argument("--style-weights", type=float, nargs="+", help="blend weights, one per style image")
+    style.add_argument("--style-scale", type=float)
+    style.add_argument("--content-weight", type=float)
+    style.add_argument("--style-weight", type=float)
+    style.add_argument("--init", choices=("content", "noise"))
+    style.add_argument("--preserve-colors", action="store_true", default=None)
+    _add_render_options(style)
+
+    validate = sub.add_parser("validate", help="parse and expand a manifest without running anything")
+    validate.add_argument("manifest")
+    run = sub.add_parser("run", help="run a manifest on Ray (a local instance when no address)")
+    run.add_argument("manifest")
+    run.add_argument("--address", help="auto, ray://HEAD:10001, or omit for a local Ray")
+    submit = sub.add_parser("submit", help="submit a manifest run as a Ray Job")
+    submit.add_argument("manifest")
+    submit.add_argument("--address", required=True, help="the Ray dashboard, e.g. http://HEAD:8265")
+    for name, text in (("status", "a submitted job's status"), ("logs", "a submitted job's logs"),
+                       ("stop", "stop a submitted job")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("job_id")
+        command.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="http://HEAD:8265")
+    cat = sub.add_parser("catalog", help="summarize a run's catalog")
+    cat.add_argument("output", help="the manifest's output prefix or folder")
+    cat.add_argument("--endpoint-url")
+    return parser
+
+
+def _render(args: argparse.Namespace) -> int:
+    from tasks.device import pick_device
+    from tasks.imageio import decode_image, encode_png
+    from tasks.params import build_params
+    from tasks.registry import get_kind
+    from tasks.vgg import VGGFeatures
+
+    from .weights import local_weights
+
+    storage = Storage(StorageConfig())
+    kind = get_kind(args.kind)
+    skip = {"command", "kind", "output", "seed", "weights", "pooling", "device", "exemplar", "content", "style"}
+    params = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    params = build_params(kind.params, params)
+    roles = {"inputs": [args.exemplar]} if args.kind == "texture" else {"content": [args.content], "style": args.style}
+    inputs = {role: [decode_image(storage.read(uri), name=uri) for uri in uris] for role, uris in roles.items()}
+    device = pick_device(args.device)
+    clock = time.perf_counter()
+    vgg = VGGFeatures(local_weights(args.weights, storage), args.pooling, 0, "relu5_4", device)
+    result = kind.run(inputs, params, vgg, args.seed)
+    storage.write(args.output, encode_png(result.images[0]))
+    record = result.record
+    print(f"wrote {args.output}: loss {record['loss_start']:.4g} -> {record['loss_end']:.4g} in "
+          f"{record['iterations']} iterations, {record['seconds']:.1f} s on {device} "
+          f"({time.perf_counter() - clock:.1f} s with model load)")
+    return EXIT_OK
+
+
+def _load(path: str):
+    try:
+        return parse_manifest(path)
+    except ManifestError as exc:
+        print(f"error: {len(exc.problems)} problem(s) in the manifest:\n{exc}", file=sys.stderr)
+        return None
+
+
+def _validate(args: argparse.Namespace) -> int:
+    manifest = _load(args.manifest)
+    if manifest is None:
+        return EXIT_USAGE
+    print(f"{manifest.path}: {manifest.name} -> {manifest.output} ({manifest.model['weights']} weights)")
+    for job, count in manifest.job_counts().items():
+        kind = next(t.kind for t in manifest.tasks if t.job == job)
+        print(f"  {job:24} {kind:10} {count:6} tasks")
+    print(f"  {'total':35} {len(manifest.tasks):6} tasks")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import catalog
+    from .run import run_manifest
+
+    manifest = _load(args.manifest)
+    if manifest is None:
+        return EXIT_USAGE
+    summary = run_manifest(manifest, address=args.address or manifest.cluster.get("address"))
+    storage = Storage(StorageConfig.from_dict(manifest.storage))
+    print(catalog.format_summary(catalog.read_rows(storage, manifest.output)))
+    print(f"outputs: {manifest.output}/<job>/<task_id>.png\ncatalog: {summary.catalog_uri}")
+    if summary.failed:
+        print(f"{len(summary.failed)} task(s) failed:", file=sys.stderr)
+        for record in summary.failed:
+            print(f"  {record['job']}/{record['task_id']}: {record['error']}", file=sys.stderr)
+    return summary.exit_code
+
+
+def _job_client(address: Optional[str]):
+    from ray.job_submission import JobSubmissionClient
+
+    if not address:
+        raise SystemExit("error: give --address http://HEAD:8265 (or set RAY_ADDRESS)")
+    return JobSubmissionClient(address)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    manifest = _load(args.manifest)
+    if manifest is None:
+        return EXIT_USAGE
+    relative = os.path.relpath(Path(args.manifest).resolve(), Path.cwd())
+    if relative.startswith(".."):
+        print("error: run `texfarm submit` from a folder that contains the manifest (it is uploaded as working_dir)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    job_id = _job_client(args.address).submit_job(
+        entrypoint=f"texfarm run {relative} --address auto",
+        runtime_env={"working_dir": ".", "excludes": [".venv/", ".git/", "out/", "*.png", "*.parquet"]},
+    )
+    print(job_id)
+    return EXIT_OK
+
+
+def _job_command(args: argparse.Namespace) -> int:
+    client = _job_client(args.address)
+    if args.command == "status":
+        print(client.get_job_status(args.job_id))
+    elif args.command == "logs":
+        print(client.get_job_logs(args.job_id))
+    else:
+        print("stopped" if client.stop_job(args.job_id) else "already finished")
+    return EXIT_OK
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from . import catalog
+
+    storage = Storage(StorageConfig(endpoint_url=args.endpoint_url))
+    rows = catalog.read_rows(storage, args.output.rstrip("/"))
+    if not rows:
+        print(f"error: no catalog at {catalog.catalog_uri(args.output.rstrip('/'))}", file=sys.stderr)
+        return EXIT_USAGE
+    print(catalog.format_summary(rows))
+    return EXIT_OK
+
+
+COMMANDS = {"render": _render, "validate": _validate, "run": _run, "submit": _submit, "status": _job_command,
+            "logs": _job_command, "stop": _job_command, "catalog": _catalog}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (StorageError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Manifest parsing, validation and expansion into task specs.
+
+Validation collects every problem (file, line, key, fix) before anything starts. Expansion is
+deterministic: the same manifest gives the same task ids, so a re-run resumes.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from tasks.params import parse_size
+from tasks.registry import KINDS, TaskKind
+from tasks.vgg import weights_id
+
+from .storage import Storage, StorageConfig, StorageError, has_glob, is_s3, join
+from .yamlmarks import YamlError, load_with_lines
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_MAX_SIZE = 4096  # longest output side accepted; raise it with limits.max_size
+
+TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
+STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
+CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address"}
+MODEL_KEYS = {"weights", "pooling", "seed"}
+LIMIT_KEYS = {"max_size", "max_input_pixels"}
+JOB_KEYS = {"name", "kind", "seeds", "params", "sweep"}
+
+
+@dataclass
+class Problem:
+    line: int
+    key: str
+    message: str
+
+    def format(self, filename: str) -> str:
+        where = f"{filename}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ManifestError(ValueError):
+    """Every problem found in a manifest, each naming file, line and key."""
+
+    def __init__(self, filename: str, problems: list[Problem]) -> None:
+        self.filename = filename
+        self.problems = problems
+        super().__init__("\n".join(p.format(filename) for p in problems))
+
+
+@dataclass
+class TaskSpec:
+    task_id: str
+    job: str
+    kind: str
+    seed: int
+    inputs: dict[str, list[str]]
+    params: dict[str, Any]
+    output_prefix: str  # {output}/{job}/{task_id}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Manifest:
+    path: str
+    name: str
+    output: str
+    storage: dict
+    cluster: dict
+    model: dict
+    limits: dict
+    jobs: list[dict]
+    tasks: list[TaskSpec] = field(default_factory=list)
+
+    @property
+    def weights_id(self) -> str:
+        return weights_id(self.model["weights"], self.model["seed"], self.model["pooling"])
+
+    def job_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for task in self.tasks:
+            counts[task.job] = counts.get(task.job, 0) + 1
+        return counts
+
+
+def _key(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _suggest(word: str, choices: set[str]) -> str:
+    match = difflib.get_close_matches(str(word), sorted(choices), n=1)
+    return f"; did you mean '{match[0]}'?" if match else f"; allowed keys: {', '.join(sorted(choices))}"
+
+
+# Types of task parameters, from the dataclass annotations in tasks/params.py.
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list,),
+          "Optional[list]": (list, type(None)), "Size": (int, str, list)}
+
+
+def _type_ok(value: Any, annotation: str) -> bool:
+    allowed = _TYPES.get(annotation, (object,))
+    if isinstance(value, bool) and bool not in allowed:
+        return False
+    return isinstance(value, allowed)
+
+
+class _Validator:
+    def __init__(self, filename: str, lines: dict[tuple, int], base_dir: Path) -> None:
+        self.filename = filename
+        self.lines = lines
+        self.base_dir = base_dir
+        self.problems: list[Problem] = []
+
+    def line(self, path: tuple) -> int:
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def add(self, path: tuple, message: str) -> None:
+        self.problems.append(Problem(self.line(path), _key(path), message))
+
+    def mapping(self, value: Any, path: tuple, allowed: set[str]) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.add(path, f"must be a mapping (key: value lines), not {type(value).__name__}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.add(path + (key,), f"unknown key{_suggest(key, allowed)}")
+        return value
+
+    def typed(self, mapping: dict, key: str, path: tuple, types: tuple, what: str, default: Any = None,
+              required: bool = False) -> Any:
+        if key not in mapping:
+            if required:
+                self.add(path, f"missing required key '{key}' ({what})")
+            return default
+        value = mapping[key]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            self.add(path + (key,), f"must be {what}, not {type(value).__name__} {value!r}")
+            return default
+        return value
+
+    def resolve(self, uri: str) -> str:
+        """Relative local paths are relative to the manifest's folder."""
+        if is_s3(uri) or uri.startswith("file://") or Path(uri).is_absolute():
+            return uri
+        return str((self.base_dir / uri).resolve()) + ("/" if uri.endswith("/") else "")
+
+
+def _task_id(kind: str, inputs: dict[str, list[str]], params: dict, seed: int, weights: str) -> str:
+    blob = json.dumps({"kind": kind, "inputs": inputs, "params": params, "seed": seed, "weights": weights},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _check_params(v: _Validator, kind: TaskKind, params: dict, path: tuple, max_size: int) -> None:
+    annotations = {f.name: str(f.type) for f in fields(kind.params)}
+    for key, value in params.items():
+        if key not in annotations:
+            v.add(path + (key,), f"unknown parameter for kind '{kind.name}'{_suggest(key, set(annotations))}")
+        elif not _type_ok(value, annotations[key]):
+            v.add(path + (key,), f"must be {annotations[key]}, not {type(value).__name__} {value!r}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            v.add(path + (key,), f"must not be negative (got {value})")
+        elif key in ("iterations", "octaves") and value < 1:
+            v.add(path + (key,), f"must be at least 1 (got {value})")
+    if "size" in params and _type_ok(params["size"], "Size"):
+        try:
+            h, w = parse_size(params["size"])
+            if max(h, w) > max_size:
+                v.add(path + ("size",), f"{w}x{h} is over the cap of {max_size} px; lower it or raise limits.max_size")
+        except ValueError as exc:
+            v.add(path + ("size",), str(exc))
+
+
+def _expand_inputs(v: _Validator, storage: Storage, value: Any, path: tuple) -> list[str]:
+    patterns = value if isinstance(value, list) else [value]
+    if not patterns or not all(isinstance(p, str) and p for p in patterns):
+        v.add(path, "must be a URI, a glob, a folder/prefix ending in '/', or a list of them")
+        return []
+    uris: list[str] = []
+    for i, pattern in enumerate(patterns):
+        item_path = path + (i,) if isinstance(value, list) else path
+        try:
+            found = storage.expand(v.resolve(pattern))
+        except StorageError as exc:
+            v.add(item_path, str(exc))
+            continue
+        if not found:
+            hint = "no file matches the glob" if has_glob(pattern) else "nothing exists at that path"
+            v.add(item_path, f"{pattern!r} matches no input ({hint}); check the path, or end a folder/prefix with '/'")
+        uris.extend(found)
+    return list(dict.fromkeys(uris))
+
+
+def _seeds(v: _Validator, job: dict, path: tuple) -> list[int]:
+    seeds = job.get("seeds", 1)
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
+        return list(range(seeds))
+    if isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        return list(dict.fromkeys(seeds))
+    v.add(path + ("seeds",), f"must be a count (>= 1) or a list of integer seeds, not {seeds!r}")
+    return []
+
+
+def _sweep(v: _Validator, kind: TaskKind, sweep: Any, path: tuple, max_size: int) -> list[dict]:
+    if sweep is None:
+        return [{}]
+    if not isinstance(sweep, dict) or not sweep:
+        v.add(path, "must map parameter names to lists of values, e.g. {style_scale: [0.5, 1.0]}")
+        return [{}]
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            v.add(path + (key,), "must be a non-empty list of values to sweep")
+            return [{}]
+        for value in values:
+            _check_params(v, kind, {key: value}, path, max_size)
+    return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
+
+
+def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: str, weights: str,
+               max_size: int, seen_names: dict[str, int]) -> list[TaskSpec]:
+    if not isinstance(job, dict):
+        v.add(path, "each job must be a mapping with name, kind, inputs, seeds and params")
+        return []
+    name = v.typed(job, "name", path, (str,), "a job name", required=True)
+    kind_name = v.typed(job, "kind", path, (str,), "a task kind", required=True)
+    if name is not None:
+        if not NAME_RE.match(name):
+            v.add(path + ("name",), "use letters, digits, '.', '_' and '-' only (it becomes part of output keys)")
+        elif name in seen_names:
+            v.add(path + ("name",), f"duplicate job name {name!r} (first used on line {seen_names[name]}); give each job its own name")
+        else:
+            seen_names[name] = v.line(path + ("name",))
+    if kind_name is None:
+        return []
+    if kind_name not in KINDS:
+        v.add(path + ("kind",), f"unknown kind {kind_name!r}{_suggest(kind_name, set(KINDS))}")
+        return []
+    kind = KINDS[kind_name]
+    v.mapping(job, path, JOB_KEYS | {kind.fanout, *kind.shared})
+    roles = {}
+    for role in (kind.fanout, *kind.shared):
+        if role not in job:
+            v.add(path, f"missing required key '{role}' (input images for kind '{kind_name}')")
+            continue
+        roles[role] = _expand_inputs(v, storage, job[role], path + (role,))
+    params = job.get("params") or {}
+    if not isinstance(params, dict):
+        v.add(path + ("params",), "must be a mapping of parameter names to values")
+        params = {}
+    _check_params(v, kind, params, path + ("params",), max_size)
+    combos = _sweep(v, kind, job.get("sweep"), path + ("sweep",), max_size)
+    seeds = _seeds(v, job, path)
+    if v.problems or name is None:
+        return []
+    tasks = []
+    for fanout_uri in roles[kind.fanout]:
+        inputs = {kind.fanout: [fanout_uri], **{role: roles[role] for role in kind.shared}}
+        for combo in combos:
+            task_params = {**params, **combo}
+            for seed in seeds:
+                task_id = _task_id(kind_name, inputs, task_params, seed, weights)
+                tasks.append(TaskSpec(task_id, name, kind_name, seed, inputs, task_params,
+                                      join(output, name, task_id)))
+    return tasks
+
+
+def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
+    """Read, validate and expand a manifest; raise ManifestError listing every problem."""
+    filename = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ManifestError(filename, [Problem(1, "", f"cannot read the manifest: {exc.strerror}")]) from None
+    try:
+        data, lines = load_with_lines(text)
+    except YamlError as exc:
+        raise ManifestError(filename, [Problem(exc.line, "", str(exc))]) from None
+    v = _Validator(filename, lines, Path(path).resolve().parent)
+    if not isinstance(data, dict):
+        raise ManifestError(filename, [Problem(1, "", "a manifest is a mapping with name, output and jobs")])
+    v.mapping(data, (), TOP_KEYS)
+    name = v.typed(data, "name", (), (str,), "the run's name", required=True)
+    output = v.typed(data, "output", (), (str,), "an s3:// prefix or a local folder", required=True)
+    storage_cfg = v.mapping(data.get("storage"), ("storage",), STORAGE_KEYS)
+    cluster = v.mapping(data.get("cluster"), ("cluster",), CLUSTER_KEYS)
+    model = v.mapping(data.get("model"), ("model",), MODEL_KEYS)
+    limits = v.mapping(data.get("limits"), ("limits",), LIMIT_KEYS)
+    workers = cluster.get("workers", "auto")
+    if workers != "auto" and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+        v.add(("cluster", "workers"), f"must be 'auto' or a positive count, not {workers!r}")
+    v.typed(cluster, "gpus_per_worker", ("cluster",), (int, float), "a number of GPUs (a fraction packs several per GPU)")
+    v.typed(cluster, "cpus_per_worker", ("cluster",), (int, float), "a number of CPUs")
+    v.typed(cluster, "max_retries", ("cluster",), (int,), "a retry count")
+    weights = v.typed(model, "weights", ("model",), (str,), "imagenet, random, or a path / s3:// URI", "imagenet")
+    pooling = v.typed(model, "pooling", ("model",), (str,), "avg or max", "avg")
+    if pooling not in ("avg", "max"):
+        v.add(("model", "pooling"), f"must be 'avg' or 'max', not {pooling!r}")
+    seed = v.typed(model, "seed", ("model",), (int,), "an integer seed for random weights", 0)
+    if weights not in ("imagenet", "random", None):
+        weights = v.resolve(weights)
+    max_size = v.typed(limits, "max_size", ("limits",), (int,), "a pixel count", DEFAULT_MAX_SIZE)
+    jobs = data.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        v.add(("jobs",), "must be a non-empty list of jobs")
+        jobs = []
+    if output is not None:
+        output = v.resolve(output).rstrip("/")
+    if v.problems:
+        raise ManifestError(filename, v.problems)
+    storage = storage or Storage(StorageConfig.from_dict(storage_cfg))
+    model = {"weights": weights, "pooling": pooling, "seed": seed}
+    wid = weights_id(weights, seed, pooling)
+    seen: dict[str, int] = {}
+    tasks = [t for i, job in enumerate(jobs)
+             for t in _job_tasks(v, storage, job, ("jobs", i), output, wid, max_size, seen)]
+    if v.problems:
+        raise ManifestError(filename, v.problems)
+    return Manifest(filename, name, output, dict(storage_cfg), dict(cluster), model, dict(limits), jobs, tasks)

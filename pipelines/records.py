@@ -1,0 +1,56 @@
+"""Task records: the JSON written after a task's images (the completion marker) and its provenance."""
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata
+from typing import Any
+
+RECORD_SUFFIX = ".json"
+FAILED_SUFFIX = ".failed.json"  # a failed attempt; never taken as completion
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in ("texfarm", "torch", "torchvision", "ray", "boto3", "pyarrow", "pillow"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def base_record(spec: dict[str, Any], manifest_name: str, weights_id: str) -> dict[str, Any]:
+    """Provenance every record carries, success or failure."""
+    return {
+        "task_id": spec["task_id"],
+        "manifest": manifest_name,
+        "job": spec["job"],
+        "kind": spec["kind"],
+        "seed": spec["seed"],
+        "inputs": spec["inputs"],
+        "params": spec["params"],
+        "weights": weights_id,
+        "versions": versions(),
+        "output_uri": None,
+        "status": "running",
+        "error": None,
+    }
+
+
+def failed_record(spec: dict[str, Any], manifest_name: str, weights_id: str, error: str,
+                  attempts: int = 1, device: str | None = None) -> dict[str, Any]:
+    record = base_record(spec, manifest_name, weights_id)
+    record.update(status="failed", error=error, attempts=attempts, device=device, finished_at=now())
+    return record
+
+
+def dumps(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, indent=1, sort_keys=True, default=str).encode()

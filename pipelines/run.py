@@ -1,0 +1,193 @@
+"""The driver: skip finished tasks, feed a pool of Renderer actors with backpressure, re-queue the
+tasks of dead actors up to a retry limit, record failures, write the catalog. No CUDA here."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, TextIO
+
+from . import catalog, records
+from .manifest import Manifest, TaskSpec
+from .renderer import Renderer
+from .storage import Storage, StorageConfig, join
+
+DEFAULT_MAX_RETRIES = 2  # re-queues after an actor died mid-task (so 3 attempts in all)
+
+
+@dataclass
+class RunSummary:
+    total: int
+    skipped: int
+    executed: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    catalog_written: bool = False
+    catalog_uri: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+class Progress:
+    """One status line: done / running / failed / ETA (rewritten in place on a terminal)."""
+
+    def __init__(self, total: int, stream: Optional[TextIO]) -> None:
+        self.total, self.stream = total, stream
+        self.start = time.monotonic()
+        self.done = self.failed = self.running = 0
+        self.tty = bool(stream and stream.isatty())
+
+    def show(self, final: bool = False) -> None:
+        if not self.stream:
+            return
+        finished = self.done + self.failed
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / finished * (self.total - finished) if finished else float("nan")
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "--:--:--"
+        line = (f"[texfarm] {finished}/{self.total} finished: {self.done} done, {self.failed} failed, "
+                f"{self.running} running, ETA {eta_text}")
+        end = "\n" if final or not self.tty else ""
+        self.stream.write(("\r" if self.tty else "") + line + end)
+        self.stream.flush()
+
+
+def finished_ids(storage: Storage, manifest: Manifest) -> set[str]:
+    """Task ids whose completion marker (the success record) exists: one listing per job."""
+    done = set()
+    for job in {task.job for task in manifest.tasks}:
+        for uri in storage.list(join(manifest.output, job) + "/"):
+            name = uri.rsplit("/", 1)[-1]
+            if name.endswith(records.RECORD_SUFFIX) and not name.endswith(records.FAILED_SUFFIX):
+                done.add(name[: -len(records.RECORD_SUFFIX)])
+    return done
+
+
+def _init_ray(address: Optional[str]):
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                 configure_logging=True, log_to_driver=True)
+    return ray
+
+
+def _actor_plan(ray, cluster: dict, pending: int) -> tuple[int, dict]:
+    """How many actors, and the resources of each: GPUs when the cluster has them, else CPUs."""
+    resources = ray.cluster_resources()
+    gpus = resources.get("GPU", 0)
+    gpus_per = float(cluster.get("gpus_per_worker", 1))
+    cpus_per = float(cluster.get("cpus_per_worker", 1))
+    workers = cluster.get("workers", "auto")
+    use_gpu = gpus > 0 and gpus_per > 0
+    if workers == "auto":
+        workers = int(gpus // gpus_per) if use_gpu else int(resources.get("CPU", 1) // cpus_per)
+    options = {"num_cpus": cpus_per, "num_gpus": gpus_per if use_gpu else 0}
+    return max(1, min(int(workers), pending)), options
+
+
+def run_manifest(
+    manifest: Manifest,
+    address: Optional[str] = None,
+    stream: Optional[TextIO] = sys.stderr,
+    on_dispatch: Optional[Callable[[TaskSpec, Any], None]] = None,
+) -> RunSummary:
+    """Execute every unfinished task of ``manifest``; return what happened."""
+    storage = Storage(StorageConfig.from_dict(manifest.storage))
+    done_before = finished_ids(storage, manifest)
+    todo = [task for task in manifest.tasks if task.task_id not in done_before]
+    summary = RunSummary(total=len(manifest.tasks), skipped=len(manifest.tasks) - len(todo))
+    if stream:
+        stream.write(f"[texfarm] {manifest.name}: {summary.total} tasks, {summary.skipped} already done, "
+                     f"{len(todo)} to run\n")
+    new_records: dict[str, dict] = {}
+    if todo:
+        new_records = _execute(manifest, todo, address, storage, stream, on_dispatch)
+        summary.executed = len(todo)
+    summary.failed = [r for r in new_records.values() if r["status"] != "done"]
+    summary.catalog_written = _write_catalog(storage, manifest, new_records, done_before)
+    summary.catalog_uri = catalog.catalog_uri(manifest.output)
+    return summary
+
+
+def _execute(manifest: Manifest, todo: list[TaskSpec], address: Optional[str], storage: Storage,
+             stream: Optional[TextIO], on_dispatch) -> dict[str, dict]:
+    ray = _init_ray(address)
+    from ray.exceptions import RayError
+
+    count, options = _actor_plan(ray, manifest.cluster, len(todo))
+    max_retries = int(manifest.cluster.get("max_retries", DEFAULT_MAX_RETRIES))
+    actor_cls = ray.remote(Renderer).options(max_restarts=-1, max_task_retries=0, **options)
+    threads = max(1, int(options["num_cpus"])) if not options["num_gpus"] else None
+    max_pixels = manifest.limits.get("max_input_pixels")
+    actors = [actor_cls.remote(manifest.model, manifest.storage, manifest.name, None, threads,
+                               *([max_pixels] if max_pixels else [])) for _ in range(count)]
+    # Fail fast and clearly when the model cannot load (e.g. weights unavailable), before any task.
+    ray.get([actor.ready.remote() for actor in actors])
+
+    queue = deque(todo)
+    attempts: dict[str, int] = {}
+    in_flight: dict[Any, tuple[Any, TaskSpec]] = {}
+    idle = list(actors)
+    results: dict[str, dict] = {}
+    progress = Progress(len(todo), stream)
+    while queue or in_flight:
+        while queue and idle:
+            actor, task = idle.pop(), queue.popleft()
+            attempts[task.task_id] = attempts.get(task.task_id, 0) + 1
+            ref = actor.render.remote(task.to_dict(), attempts[task.task_id])
+            in_flight[ref] = (actor, task)
+            if on_dispatch:
+                on_dispatch(task, actor)
+        progress.running = len(in_flight)
+        progress.show()
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
+        for ref in ready:
+            actor, task = in_flight.pop(ref)
+            idle.append(actor)  # a dead actor restarts by itself (max_restarts); its queue resumes
+            try:
+                record = ray.get(ref)
+            except RayError as exc:
+                if attempts[task.task_id] <= max_retries:
+                    queue.appendleft(task)
+                    continue
+                record = records.failed_record(
+                    task.to_dict(), manifest.name, manifest.weights_id,
+                    f"the worker died {attempts[task.task_id]} times running this task "
+                    f"(last: {type(exc).__name__}); giving up after cluster.max_retries={max_retries}",
+                    attempts=attempts[task.task_id])
+                storage.write(task.output_prefix + records.FAILED_SUFFIX, records.dumps(record))
+            results[task.task_id] = record
+            if record["status"] == "done":
+                progress.done += 1
+            else:
+                progress.failed += 1
+    progress.running = 0
+    progress.show(final=True)
+    for actor in actors:
+        ray.kill(actor)
+    return results
+
+
+def _write_catalog(storage: Storage, manifest: Manifest, new_records: dict[str, dict],
+                   done_before: set[str]) -> bool:
+    """Rows for every task of the manifest that has a record; unchanged catalogs are not rewritten."""
+    previous = catalog.read_rows(storage, manifest.output)
+    previous_by_id = {row["task_id"]: row for row in previous}
+    rows, missing = {}, []
+    for task in manifest.tasks:
+        if task.task_id in new_records:
+            rows[task.task_id] = catalog.row(new_records[task.task_id])
+        elif task.task_id in done_before and previous_by_id.get(task.task_id, {}).get("status") == "done":
+            rows[task.task_id] = previous_by_id[task.task_id]
+        elif task.task_id in done_before:
+            missing.append(task)
+    for task, blob in zip(missing, storage.read_many(t.output_prefix + records.RECORD_SUFFIX for t in missing)):
+        rows[task.task_id] = catalog.row(json.loads(blob))
+    # Keep rows of tasks from other manifests sharing this output (e.g. an edited manifest).
+    ours = {task.task_id for task in manifest.tasks}
+    kept = [row for row in previous if row["task_id"] not in ours]
+    return catalog.write(storage, manifest.output, kept + list(rows.values()), previous)

@@ -1,0 +1,193 @@
+"""One small interface over S3-compatible object storage (boto3) and local folders.
+
+URIs are ``s3://bucket/key``, ``file:///abs/path`` or plain local paths. Each process (driver or
+actor) makes its own ``Storage``; boto3 clients are never shipped through Ray.
+"""
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import glob as globlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+from urllib.parse import urlparse
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+_GLOB_CHARS = "*?["
+
+
+class StorageError(RuntimeError):
+    """A storage operation failed after retries (message never carries credentials)."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    endpoint_url: Optional[str] = None  # None: AWS_ENDPOINT_URL or AWS itself
+    region: Optional[str] = None
+    max_attempts: int = 10  # botocore 'standard' retry mode: exponential backoff with jitter
+    max_concurrency: int = 16  # threads for parallel transfers
+
+    @classmethod
+    def from_dict(cls, values: Optional[dict]) -> "StorageConfig":
+        return cls(**(values or {}))
+
+    @property
+    def effective_endpoint(self) -> Optional[str]:
+        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def local_path(uri: str) -> Path:
+    return Path(urlparse(uri).path) if uri.startswith("file://") else Path(uri)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join key parts under a base URI or path; the parts come from validated names only."""
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def has_glob(uri: str) -> bool:
+    return any(ch in uri for ch in _GLOB_CHARS)
+
+
+def make_s3_client(config: StorageConfig):
+    import boto3
+    from botocore.config import Config
+
+    endpoint = config.effective_endpoint
+    options = dict(retries={"mode": "standard", "max_attempts": config.max_attempts},
+                   max_pool_connections=max(10, config.max_concurrency))
+    if endpoint and "amazonaws.com" not in endpoint:
+        # Newer botocore adds CRC checksums that several S3-compatible servers reject.
+        options.update(request_checksum_calculation="when_required", response_checksum_validation="when_required")
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=config.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=Config(**options),
+    )
+
+
+def _describe(exc: Exception) -> str:
+    """A short error text: botocore messages name the operation and code, never credentials."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Storage:
+    def __init__(self, config: StorageConfig | None = None) -> None:
+        self.config = config or StorageConfig()
+        self._client = None
+
+    @property
+    def s3(self):
+        if self._client is None:
+            self._client = make_s3_client(self.config)
+        return self._client
+
+    def _transfer_config(self):
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(max_concurrency=min(10, self.config.max_concurrency))
+
+    # --- single objects -------------------------------------------------------------------
+    def read(self, uri: str) -> bytes:
+        try:
+            if is_s3(uri):
+                bucket, key = split_s3(uri)
+                buffer = io.BytesIO()
+                self.s3.download_fileobj(bucket, key, buffer, Config=self._transfer_config())
+                return buffer.getvalue()
+            return local_path(uri).read_bytes()
+        except Exception as exc:
+            raise StorageError(f"cannot read {uri}: {_describe(exc)}") from exc
+
+    def write(self, uri: str, data: bytes) -> None:
+        try:
+            if is_s3(uri):
+                bucket, key = split_s3(uri)
+                self.s3.upload_fileobj(io.BytesIO(data), bucket, key, Config=self._transfer_config())
+                return
+            path = local_path(uri)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)  # atomic: a reader sees the whole file or none
+        except Exception as exc:
+            raise StorageError(f"cannot write {uri}: {_describe(exc)}") from exc
+
+    def exists(self, uri: str) -> bool:
+        if is_s3(uri):
+            from botocore.exceptions import ClientError
+
+            bucket, key = split_s3(uri)
+            try:
+                self.s3.head_object(Bucket=bucket, Key=key)
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+        return local_path(uri).exists()
+
+    def delete(self, uri: str) -> None:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            self.s3.delete_object(Bucket=bucket, Key=key)
+        else:
+            local_path(uri).unlink(missing_ok=True)
+
+    # --- many objects ---------------------------------------------------------------------
+    def list(self, prefix: str) -> list[str]:
+        """Every object URI under ``prefix`` (a folder or key prefix), sorted."""
+        try:
+            if is_s3(prefix):
+                bucket, key = split_s3(prefix)
+                paginator = self.s3.get_paginator("list_objects_v2")
+                return sorted(
+                    f"s3://{bucket}/{obj['Key']}"
+                    for page in paginator.paginate(Bucket=bucket, Prefix=key)
+                    for obj in page.get("Contents", [])
+                )
+            root = local_path(prefix)
+            if not root.is_dir():
+                return []
+            scheme = "file://" if prefix.startswith("file://") else ""
+            return sorted(scheme + str(p) for p in root.rglob("*") if p.is_file())
+        except Exception as exc:
+            raise StorageError(f"cannot list {prefix}: {_describe(exc)}") from exc
+
+    def expand(self, pattern: str) -> list[str]:
+        """A URI, a glob, or a folder/prefix ending in '/' → the image URIs it names."""
+        if has_glob(pattern):
+            if is_s3(pattern):
+                bucket, key = split_s3(pattern)
+                fixed = key[: min(key.index(ch) for ch in _GLOB_CHARS if ch in key)]
+                candidates = self.list(f"s3://{bucket}/{fixed}")
+                return [uri for uri in candidates if fnmatch.fnmatchcase(split_s3(uri)[1], key)]
+            scheme = "file://" if pattern.startswith("file://") else ""
+            return sorted(scheme + p for p in globlib.glob(str(local_path(pattern)), recursive=True)
+                          if os.path.isfile(p))
+        if pattern.endswith("/") or (not is_s3(pattern) and local_path(pattern).is_dir()):
+            return [uri for uri in self.list(pattern) if uri.lower().endswith(IMAGE_SUFFIXES)]
+        return [pattern] if self.exists(pattern) else []
+
+    def read_many(self, uris: Iterable[str]) -> list[bytes]:
+        uris = list(uris)
+        if len(uris) <= 1:
+            return [self.read(uri) for uri in uris]
+        with ThreadPoolExecutor(min(len(uris), self.config.max_concurrency)) as pool:
+            return list(pool.map(self.read, uris))
+
+    def write_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+        items = list(items)
+        with ThreadPoolExecutor(max(1, min(len(items), self.config.max_concurrency))) as pool:
+            list(pool.map(lambda item: self.write(*item), items))

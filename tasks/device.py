@@ -1,0 +1,31 @@
+"""Device choice and housekeeping between tasks."""
+from __future__ import annotations
+
+import gc
+
+import torch
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``requested`` if given, else the first CUDA device when there is one, else the CPU."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def free_memory(device: torch.device) -> None:
+    """Release cached blocks so the next task (maybe of another size) starts from a clean pool."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return "cpu"
+
+
+def set_threads(count: int | None) -> None:
+    if count:
+        torch.set_num_threads(max(1, int(count)))
