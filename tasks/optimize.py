@@ -3,7 +3,8 @@
 The guard (after texturize's solver): the loop runs in chunks of ``check_every`` iterations;
 after each chunk the loss is checked once (the only host-device sync besides L-BFGS's own).
 A non-finite or exploding loss rolls the image back to the last good state and restarts the
-optimizer with half the step size, instead of returning garbage.
+optimizer with a tenth of the step size, instead of returning garbage. Rolled-back chunks do not
+count against ``iterations`` (at most ``max_rollbacks`` of them), so a recovered run still converges.
 """
 from __future__ import annotations
 
@@ -86,10 +87,10 @@ def optimize(
                 optimizer.step(closure)
                 with torch.no_grad():
                     x.clamp_(0, 1)
-        iterations_done += chunk
         loss = float(last_loss)
         finite = math.isfinite(loss) and bool(torch.isfinite(x).all())
         if finite and loss <= divergence_factor * best:
+            iterations_done += chunk
             last_good.copy_(x.detach())
             best = min(best, loss)
             history.append(loss)
@@ -99,7 +100,7 @@ def optimize(
             raise Diverged(f"loss diverged {rollbacks} times (last {loss}); lower `lr` or use `optimizer: lbfgs`")
         with torch.no_grad():
             x.copy_(last_good)
-        lr *= 0.5
+        lr *= 0.1
         optimizer = _make_optimizer(x, method, lr, check_every)
 
     with torch.no_grad():

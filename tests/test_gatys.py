@@ -1,0 +1,116 @@
+import torch
+import torch.nn.functional as F
+
+from tasks.gatys import style, texture
+from tasks.imageops import rgb_to_yiq, scale_to_long_side
+from tasks.losses import GramLoss, normalized_weights
+from tasks.params import GATYS_STYLE_LAYERS, StyleParams, TextureParams
+
+
+def _texture(vgg, exemplar, seed=0, **params):
+    return texture({"inputs": [exemplar]}, TextureParams(**params), vgg, seed)
+
+
+def test_gram_loss_falls_tenfold_on_a_real_texture(vgg, pebbles):
+    out = _texture(vgg, pebbles, size=64, iterations=40)
+    record = out.record
+    assert record["loss_end"] * 10 <= record["loss_start"], record
+    assert record["iterations"] == 40 and record["evaluations"] >= 40
+    assert out.images[0].shape == (1, 3, 64, 64)
+    assert 0.0 <= out.images[0].min() and out.images[0].max() <= 1.0
+
+
+def test_output_size_is_independent_of_the_exemplar(vgg, pebbles):
+    small = F.interpolate(pebbles, size=(40, 48), mode="bilinear")
+    out = _texture(vgg, small, size=[96, 64], iterations=6, octaves=2)
+    assert out.images[0].shape == (1, 3, 64, 96)  # W=96, H=64, larger than the 48x40 exemplar
+    assert [o["size"] for o in out.record["octaves"]] == [[48, 32], [96, 64]]
+
+
+def test_same_seed_same_image_different_seed_different_image(vgg, pebbles):
+    a = _texture(vgg, pebbles, seed=3, size=48, iterations=5).images[0]
+    b = _texture(vgg, pebbles, seed=3, size=48, iterations=5).images[0]
+    c = _texture(vgg, pebbles, seed=4, size=48, iterations=5).images[0]
+    assert torch.equal(a, b)
+    assert (a - c).abs().mean() > 0.01
+
+
+def _seams(image):
+    """Wrap-around differences (last column vs first, last row vs first) and the inside ones."""
+    img = image[0]
+    col_diffs = (img[:, :, 1:] - img[:, :, :-1]).abs().mean(dim=(0, 1))
+    row_diffs = (img[:, 1:, :] - img[:, :-1, :]).abs().mean(dim=(0, 2))
+    seam_x = (img[:, :, 0] - img[:, :, -1]).abs().mean()
+    seam_y = (img[:, 0, :] - img[:, -1, :]).abs().mean()
+    return seam_x, seam_y, col_diffs, row_diffs
+
+
+def test_tileable_texture_has_no_seam_when_wrapped(vgg, pebbles):
+    image = _texture(vgg, pebbles, size=64, iterations=40, tileable=True).images[0]
+    seam_x, seam_y, cols, rows = _seams(image)
+    # The wrap-around steps lie within the range of the steps inside the image, near the typical one.
+    assert seam_x <= cols.max() and seam_y <= rows.max(), (seam_x, seam_y, cols.max(), rows.max())
+    assert (seam_x + seam_y) / 2 <= 1.5 * torch.cat([cols, rows]).median()
+    # The measure does tell: without `tileable` the wrapped edges are a visible seam.
+    plain_x, plain_y, plain_cols, _ = _seams(_texture(vgg, pebbles, size=64, iterations=40).images[0])
+    assert plain_x > plain_cols.max() and (plain_x + plain_y) > 1.3 * (seam_x + seam_y)
+
+
+def test_divergence_guard_recovers_from_an_unstable_step(vgg, pebbles):
+    # An absurd L-BFGS step scale sends the first line search to inf/NaN.
+    record = _texture(vgg, pebbles, size=48, iterations=30, lr=1e6).record
+    assert record["rollbacks"] >= 1
+    assert torch.isfinite(torch.tensor(record["loss_end"]))
+    assert record["loss_end"] < record["loss_start"] / 2
+
+
+def _edges(image):
+    gray = image.mean(dim=1, keepdim=True)
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]).view(1, 1, 3, 3)
+    gx, gy = F.conv2d(gray, kx, padding=1), F.conv2d(gray, kx.transpose(2, 3), padding=1)
+    return (gx.pow(2) + gy.pow(2)).sqrt()[..., 2:-2, 2:-2].flatten()
+
+
+def _corr(a, b):
+    return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+
+
+def _style_gram_loss(vgg, image, style_image):
+    weights = normalized_weights(GATYS_STYLE_LAYERS, None)
+    with torch.no_grad():
+        side = max(image.shape[-2:])
+        target = GramLoss.from_features([vgg(scale_to_long_side(style_image, side), GATYS_STYLE_LAYERS)], weights)
+        return target(vgg(image, GATYS_STYLE_LAYERS)).item()
+
+
+def test_style_transfer_keeps_structure_and_moves_to_the_style(vgg, content_image, starry):
+    params = dict(size=96, iterations=40)
+    out = style({"content": [content_image], "style": [starry]}, StyleParams(**params), vgg, 0).images[0]
+    content = F.interpolate(content_image, size=out.shape[-2:], mode="bilinear", antialias=True)
+    textured = _texture(vgg, starry, size=list(out.shape[-2:][::-1]), iterations=40).images[0]
+    content_edges = _edges(content)
+    assert _corr(_edges(out), content_edges) > _corr(_edges(textured), content_edges) + 0.3
+    assert _style_gram_loss(vgg, out, starry) < 0.5 * _style_gram_loss(vgg, content, starry)
+
+
+def test_preserve_colors_keeps_the_content_colours(vgg, content_image, starry):
+    inputs = {"content": [content_image], "style": [starry]}
+    kept = style(inputs, StyleParams(size=64, iterations=20, preserve_colors=True), vgg, 0).images[0]
+    free = style(inputs, StyleParams(size=64, iterations=20), vgg, 0).images[0]
+    content = F.interpolate(content_image, size=kept.shape[-2:], mode="bilinear", antialias=True)
+
+    def chroma_histogram(image):
+        iq = rgb_to_yiq(image)[0, 1:]
+        return torch.stack([torch.histc(channel, bins=16, min=-0.6, max=0.6) for channel in iq]) / iq[0].numel()
+
+    kept_distance = (chroma_histogram(kept) - chroma_histogram(content)).abs().sum()
+    free_distance = (chroma_histogram(free) - chroma_histogram(content)).abs().sum()
+    assert kept_distance < 0.5 * free_distance, (kept_distance, free_distance)
+
+
+def test_several_styles_blend(vgg, content_image, starry, pebbles):
+    inputs = {"content": [content_image], "style": [starry, pebbles]}
+    only_starry = style(inputs, StyleParams(size=48, iterations=15, style_weights=[1.0, 0.0]), vgg, 0).images[0]
+    only_pebbles = style(inputs, StyleParams(size=48, iterations=15, style_weights=[0.0, 1.0]), vgg, 0).images[0]
+    assert _style_gram_loss(vgg, only_starry, starry) < _style_gram_loss(vgg, only_pebbles, starry)
+    assert _style_gram_loss(vgg, only_pebbles, pebbles) < _style_gram_loss(vgg, only_starry, pebbles)
