@@ -40,10 +40,13 @@ class Progress:
         self.start = time.monotonic()
         self.done = self.failed = self.running = 0
         self.tty = bool(stream and stream.isatty())
+        self.last_counts: tuple = ()
 
     def show(self, final: bool = False) -> None:
-        if not self.stream:
-            return
+        counts = (self.done, self.failed, self.running)
+        if not self.stream or (not self.tty and not final and counts == self.last_counts):
+            return  # in a log file, one line per change
+        self.last_counts = counts
         finished = self.done + self.failed
         elapsed = time.monotonic() - self.start
         eta = elapsed / finished * (self.total - finished) if finished else float("nan")
@@ -130,27 +133,31 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], address: Optional[str], s
 
     queue = deque(todo)
     attempts: dict[str, int] = {}
-    in_flight: dict[Any, tuple[Any, TaskSpec]] = {}
+    # ref -> (actor, task); task None marks a readiness probe of an actor that died and restarts.
+    in_flight: dict[Any, tuple[Any, Optional[TaskSpec]]] = {}
     idle = list(actors)
     results: dict[str, dict] = {}
     progress = Progress(len(todo), stream)
-    while queue or in_flight:
+    while queue or any(task for _, task in in_flight.values()):
         while queue and idle:
             actor, task = idle.pop(), queue.popleft()
             attempts[task.task_id] = attempts.get(task.task_id, 0) + 1
-            ref = actor.render.remote(task.to_dict(), attempts[task.task_id])
-            in_flight[ref] = (actor, task)
+            in_flight[actor.render.remote(task.to_dict(), attempts[task.task_id])] = (actor, task)
             if on_dispatch:
                 on_dispatch(task, actor)
-        progress.running = len(in_flight)
+        progress.running = sum(1 for _, task in in_flight.values() if task)
         progress.show()
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
         for ref in ready:
             actor, task = in_flight.pop(ref)
-            idle.append(actor)  # a dead actor restarts by itself (max_restarts); its queue resumes
             try:
                 record = ray.get(ref)
             except RayError as exc:
+                # The actor died (or is restarting): take it back only once a probe says it is up.
+                time.sleep(0.2)
+                in_flight[actor.ready.remote()] = (actor, None)
+                if task is None:
+                    continue
                 if attempts[task.task_id] <= max_retries:
                     queue.appendleft(task)
                     continue
@@ -160,6 +167,10 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], address: Optional[str], s
                     f"(last: {type(exc).__name__}); giving up after cluster.max_retries={max_retries}",
                     attempts=attempts[task.task_id])
                 storage.write(task.output_prefix + records.FAILED_SUFFIX, records.dumps(record))
+            else:
+                idle.append(actor)
+                if task is None:
+                    continue
             results[task.task_id] = record
             if record["status"] == "done":
                 progress.done += 1
