@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
+
+from .imageops import resize
+from .losses import total_variation
+from .optimize import OptimResult, optimize
+from .params import OptimParams
+from .vgg import VGGFeatures
 
 MIN_OCTAVE_SIDE = 32  # below this the deepest pooling layers have almost nothing left
 
@@ -34,11 +40,12 @@ def split_iterations(total: int, parts: int) -> list[int]:
     return [share] * (parts - 1) + [total - share * (parts - 1)]
 
 
-def seeded_noise(seed: int, size: tuple[int, int], mean: torch.Tensor, device: torch.device) -> torch.Tensor:
+def seeded_noise(seed: int, size: tuple[int, int], mean: torch.Tensor, device: torch.device,
+                 std: float = 0.1, clamp: bool = True) -> torch.Tensor:
     """Noise around ``mean`` (1, 3, 1, 1), drawn on the CPU so a seed gives the same start on any device."""
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((1, 3, *size), generator=generator) * 0.1
-    return (noise + mean.cpu()).clamp(0, 1).to(device)
+    noise = torch.randn((1, 3, *size), generator=generator) * std + mean.cpu()
+    return (noise.clamp(0, 1) if clamp else noise).to(device)
 
 
 class Stopwatch:
@@ -62,3 +69,55 @@ def base_record(result_octaves: list[dict[str, Any]], device: torch.device, seco
         "device": str(device),
         "octaves": result_octaves,
     }
+
+
+def octave_record(size: tuple[int, int], result: OptimResult) -> dict:
+    return {
+        "size": [size[1], size[0]],
+        "loss_start": result.loss_start,
+        "loss_end": result.loss_end,
+        "iterations": result.iterations,
+        "evaluations": result.evaluations,
+        "rollbacks": result.rollbacks,
+        "history": result.history,
+    }
+
+
+def solve_octaves(
+    params: OptimParams,
+    vgg: VGGFeatures,
+    size: tuple[int, int],
+    init: Callable[[tuple[int, int]], torch.Tensor],
+    objective_for: Callable[[tuple[int, int]], Callable[[torch.Tensor], torch.Tensor]],
+    jitter: float = 0.0,
+    seed: int = 0,
+) -> tuple[torch.Tensor, list[dict]]:
+    """Solve at each octave size, upsampling the previous solution as the next start.
+
+    ``jitter`` adds seeded noise of that standard deviation to each upsampled start: it shakes
+    patch-based methods out of the matches they settled on at the coarser level."""
+    sizes = octave_sizes(*size, params.octaves)
+    image, records = None, []
+    for octave_size, iterations in zip(sizes, split_iterations(params.iterations, len(sizes))):
+        if image is None:
+            start = init(octave_size)
+        else:
+            start = resize(image, octave_size, circular=params.tileable)
+            if jitter:
+                start = (start + jitter * seeded_noise(seed + len(records), octave_size, torch.zeros(1, 3, 1, 1),
+                                                        start.device, std=1.0, clamp=False)).clamp(0, 1)
+        objective = objective_for(octave_size)
+        with vgg.padding("circular" if params.tileable else "zeros"):
+            result = optimize(
+                start, objective, iterations, method=params.optimizer, lr=params.lr,
+                check_every=params.check_every, divergence_factor=params.divergence_factor,
+            )
+        image = result.image
+        records.append(octave_record(octave_size, result))
+    return image, records
+
+
+def with_tv(loss: torch.Tensor, image: torch.Tensor, params: OptimParams) -> torch.Tensor:
+    if params.tv_weight:
+        loss = loss + params.tv_weight * total_variation(image, circular=params.tileable)
+    return loss

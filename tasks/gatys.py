@@ -2,57 +2,15 @@
 Gram matrices of VGG19 features match the exemplar's, coarse to fine."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
-from .common import Stopwatch, TaskOutput, base_record, octave_sizes, seeded_noise, split_iterations
+from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_tv
 from .imageops import keep_colors, resize, scale_by, scale_to_long_side
-from .losses import ContentLoss, GramLoss, normalized_weights, total_variation
-from .optimize import OptimResult, optimize
-from .params import OptimParams, StyleParams, TextureParams, parse_size
+from .losses import ContentLoss, GramLoss, normalized_weights
+from .params import StyleParams, TextureParams, parse_size
 from .vgg import VGGFeatures
-
-
-def _octave_record(size: tuple[int, int], result: OptimResult) -> dict:
-    return {
-        "size": [size[1], size[0]],
-        "loss_start": result.loss_start,
-        "loss_end": result.loss_end,
-        "iterations": result.iterations,
-        "evaluations": result.evaluations,
-        "rollbacks": result.rollbacks,
-        "history": result.history,
-    }
-
-
-def _solve_octaves(
-    params: OptimParams,
-    vgg: VGGFeatures,
-    size: tuple[int, int],
-    init: Callable[[tuple[int, int]], torch.Tensor],
-    objective_for: Callable[[tuple[int, int]], Callable[[torch.Tensor], torch.Tensor]],
-) -> tuple[torch.Tensor, list[dict]]:
-    """Solve at each octave size, upsampling the previous solution as the next start."""
-    sizes = octave_sizes(*size, params.octaves)
-    image, records = None, []
-    for octave_size, iterations in zip(sizes, split_iterations(params.iterations, len(sizes))):
-        start = init(octave_size) if image is None else resize(image, octave_size, circular=params.tileable)
-        objective = objective_for(octave_size)
-        with vgg.padding("circular" if params.tileable else "zeros"):
-            result = optimize(
-                start, objective, iterations, method=params.optimizer, lr=params.lr,
-                check_every=params.check_every, divergence_factor=params.divergence_factor,
-            )
-        image = result.image
-        records.append(_octave_record(octave_size, result))
-    return image, records
-
-
-def _with_tv(loss: torch.Tensor, image: torch.Tensor, params: OptimParams) -> torch.Tensor:
-    if params.tv_weight:
-        loss = loss + params.tv_weight * total_variation(image, circular=params.tileable)
-    return loss
 
 
 def texture(inputs: dict[str, Sequence[torch.Tensor]], params: TextureParams, vgg: VGGFeatures, seed: int) -> TaskOutput:
@@ -68,10 +26,10 @@ def texture(inputs: dict[str, Sequence[torch.Tensor]], params: TextureParams, vg
         factor = params.exemplar_scale * octave_size[0] / size[0]
         with torch.no_grad():  # targets from the exemplar as a photo: zero padding, not circular
             gram_loss = GramLoss.from_features([vgg(scale_by(exemplar, factor, min_side=16), params.layers)], weights)
-        return lambda x: _with_tv(gram_loss(vgg(x, params.layers)), x, params)
+        return lambda x: with_tv(gram_loss(vgg(x, params.layers)), x, params)
 
     mean = exemplar.mean(dim=(2, 3), keepdim=True)
-    image, octaves = _solve_octaves(params, vgg, size, lambda s: seeded_noise(seed, s, mean, device), objective_for)
+    image, octaves = solve_octaves(params, vgg, size, lambda s: seeded_noise(seed, s, mean, device), objective_for)
     return TaskOutput([image.cpu()], base_record(octaves, device, clock.seconds))
 
 
@@ -100,7 +58,7 @@ def style(inputs: dict[str, Sequence[torch.Tensor]], params: StyleParams, vgg: V
         def objective(x: torch.Tensor) -> torch.Tensor:
             feats = vgg(x, layers)
             loss = params.content_weight * content_loss(feats) + params.style_weight * gram_loss(feats)
-            return _with_tv(loss, x, params)
+            return with_tv(loss, x, params)
 
         return objective
 
@@ -109,7 +67,7 @@ def style(inputs: dict[str, Sequence[torch.Tensor]], params: StyleParams, vgg: V
             return resize(content, octave_size)
         return seeded_noise(seed, octave_size, content.mean(dim=(2, 3), keepdim=True), device)
 
-    image, octaves = _solve_octaves(params, vgg, size, init, objective_for)
+    image, octaves = solve_octaves(params, vgg, size, init, objective_for)
     if params.preserve_colors:
         image = keep_colors(image, content)
     return TaskOutput([image.cpu()], base_record(octaves, device, clock.seconds))

@@ -89,3 +89,39 @@ def parse_size(size: Size, aspect_from: Optional[tuple[int, int]] = None) -> tup
     if h < 16 or w < 16:
         raise ValueError(f"size {w}x{h} is too small: VGG19 needs at least 16x16 pixels")
     return h, w
+
+
+# Li & Wand 2016 "Combining MRFs and CNNs for image synthesis" (CNNMRF): 3x3 patches of relu3_1 and
+# relu4_1, nearest neighbours by normalized cross-correlation, coarse to fine.
+MRF_LAYERS = ["relu3_1", "relu4_1"]
+
+
+@dataclass
+class MRFParams(OptimParams):
+    size: Size = 256
+    iterations: int = 300  # CNNMRF reference code: 100 iterations at each of 3 resolutions
+    octaves: int = 3  # CNNMRF reference code: 3 resolutions
+    layers: list = field(default_factory=lambda: list(MRF_LAYERS))
+    layer_weights: Optional[list] = None  # None: equal
+    patch_size: int = 3  # paper: 3x3
+    stride: int = 1  # image patches: every one (paper)
+    exemplar_stride: int = 1  # exemplar patches; 2 quarters the matching cost
+    chunk: int = 4096  # exemplar patches per matrix product; bounds peak memory, halved on OOM
+    exemplar_scale: float = 1.0
+    rotations: list = field(default_factory=lambda: [0.0])  # degrees; paper augments with rotated copies
+    scales: list = field(default_factory=lambda: [1.0])  # paper augments with scaled copies
+    # Against repetitive copying (our additions, each switchable):
+    center_features: bool = True  # match on features centred by the exemplar mean (Pearson, not raw cosine)
+    noise: float = 0.05  # std of noise injected into each upsampled octave start
+    repetition_penalty: float = 0.0  # subtract penalty x (uses / expected uses) from a patch's match score
+
+
+@dataclass
+class MRFStyleParams(MRFParams):
+    size: Size = 512  # long side of the output (content aspect kept)
+    init: str = "content"
+    content_layer: str = "relu4_2"
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    style_scale: float = 1.0  # style long side = style_scale x output long side
+    noise: float = 0.0

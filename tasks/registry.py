@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import gatys
-from .params import StyleParams, TextureParams
+from . import gatys, mrf
+from .params import MRFParams, MRFStyleParams, StyleParams, TextureParams
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class TaskKind:
 KINDS: dict[str, TaskKind] = {
     "texture": TaskKind("texture", gatys.texture, TextureParams, fanout="inputs"),
     "style": TaskKind("style", gatys.style, StyleParams, fanout="content", shared=("style",)),
+    "mrf": TaskKind("mrf", mrf.mrf, MRFParams, fanout="inputs"),
+    "mrf_style": TaskKind("mrf_style", mrf.mrf_style, MRFStyleParams, fanout="content", shared=("style",)),
 }
 
 

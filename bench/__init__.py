@@ -1,0 +1,1 @@
+"""Benchmarks (``python -m bench``): the VGG ceiling, the task kinds, and the pipeline's own cost."""

@@ -1,0 +1,71 @@
+"""``python -m bench``: print a table and optionally write it to docs/benchmarks.md.
+
+  python -m bench --sizes 256 512 1024 --iterations 100          # tasks on this device
+  python -m bench --sizes 64 128 --pipeline --tasks 4              # + the pipeline against direct runs
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tasks.device import describe, pick_device
+from tasks.imageio import load_image
+from tasks.params import TextureParams
+from tasks.vgg import VGGFeatures
+
+from .tasks_bench import gatys_texture_row
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(row[k]) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--device")
+    parser.add_argument("--pipeline", action="store_true", help="also run tasks through texfarm run + local S3")
+    parser.add_argument("--tasks", type=int, default=3, help="tasks per size for --pipeline")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--output", help="write the tables (markdown) to this file")
+    args = parser.parse_args(argv)
+    if args.pipeline and not args.threads:
+        args.threads = 1  # the pipeline's CPU actor uses one thread: compare like with like
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    vgg = VGGFeatures("random", last_layer="relu5_1", device=device)
+    exemplar = load_image(str(DATA / "textures" / "pebbles.jpg"))
+    header = (f"device: {describe(device)}; torch {torch.__version__}; {platform.processor() or platform.machine()}; "
+              f"{torch.get_num_threads()} CPU threads; {time.strftime('%Y-%m-%d')}")
+    rows = [gatys_texture_row(vgg, exemplar, size, args.iterations) for size in args.sizes]
+    out = [f"## Gatys texture vs the VGG ceiling\n\n{header}\n\n{_table(rows)}"]
+    if args.pipeline:
+        from .pipeline_bench import pipeline_rows
+
+        direct = {row["size"]: row["seconds_per_texture"] for row in rows}
+        prow = pipeline_rows(args.sizes, args.iterations, args.tasks, direct)
+        out.append(f"## Pipeline (texfarm run, 1 CPU actor, S3 on 127.0.0.1) vs direct\n\n{header}\n\n{_table(prow)}")
+    text = "\n\n".join(out)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

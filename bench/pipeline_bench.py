@@ -1,0 +1,67 @@
+"""The pipeline's own cost: the same texture tasks run directly, then through ``texfarm run`` with
+storage on a local S3 endpoint (moto server) and one actor, in the same process and run."""
+from __future__ import annotations
+
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from pipelines.manifest import parse_manifest
+from pipelines.run import run_manifest
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pipeline_rows(sizes: list[int], iterations: int, tasks: int, direct_seconds: dict[int, float]) -> list[dict]:
+    """For each size: per-task wall time through Ray + S3 against the direct task time."""
+    import os
+
+    import boto3
+    import ray
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="bench")
+    client.upload_file(str(DATA / "textures" / "pebbles.jpg"), "bench", "in/pebbles.jpg")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            for size in sizes:
+                path = Path(folder) / f"bench-{size}.yaml"
+                path.write_text(
+                    f"name: bench-{size}\noutput: s3://bench/out\nstorage: {{endpoint_url: {endpoint}}}\n"
+                    f"cluster: {{workers: 1}}\nmodel: {{weights: random}}\njobs:\n"
+                    f"  - {{name: s{size}, kind: texture, inputs: s3://bench/in/pebbles.jpg, seeds: {tasks},"
+                    f" params: {{size: {size}, iterations: {iterations}}}}}\n")
+                manifest = parse_manifest(str(path))
+                # Warm: Ray workers and the actor's model load are one-time costs, reported apart.
+                start = time.perf_counter()
+                run_manifest(manifest, stream=None)
+                first_run = time.perf_counter() - start
+                for task in manifest.tasks:  # delete the records so the timed run redoes the tasks
+                    client.delete_object(Bucket="bench", Key=task.output_prefix.split("bench/", 1)[1] + ".json")
+                start = time.perf_counter()
+                run_manifest(manifest, stream=None)
+                per_task = (time.perf_counter() - start) / tasks
+                rows.append({"size": size, "iterations": iterations, "tasks": tasks,
+                             "direct_s_per_task": direct_seconds[size], "pipeline_s_per_task": per_task,
+                             "overhead_s_per_task": per_task - direct_seconds[size],
+                             "ratio": per_task / direct_seconds[size], "first_run_s": first_run})
+    finally:
+        ray.shutdown()
+        server.stop()
+    return rows

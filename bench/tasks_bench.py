@@ -1,0 +1,51 @@
+"""Task-level figures, pure torch (runs on a GPU machine without Ray): the bare VGG19 ceiling and
+the Gatys texture task against it."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from tasks.gatys import texture
+from tasks.params import GATYS_TEXTURE_LAYERS, TextureParams
+from tasks.vgg import VGGFeatures
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def vgg_pass_seconds(vgg: VGGFeatures, size: int, repeats: int = 3) -> float:
+    """Seconds of one forward+backward pass through the texture layers (the optimization's unit of work)."""
+    x = torch.rand(1, 3, size, size, device=vgg.device, requires_grad=True)
+
+    def one_pass():
+        feats = vgg(x, GATYS_TEXTURE_LAYERS)
+        sum(f.square().mean() for f in feats.values()).backward()
+
+    one_pass()  # warm-up: kernels, allocator
+    _sync(vgg.device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        one_pass()
+    _sync(vgg.device)
+    return (time.perf_counter() - start) / repeats
+
+
+def gatys_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterations: int) -> dict:
+    pass_s = vgg_pass_seconds(vgg, size)
+    params = TextureParams(size=size, iterations=iterations)
+    texture({"inputs": [exemplar]}, TextureParams(size=size, iterations=2), vgg, 0)  # warm-up
+    _sync(vgg.device)
+    start = time.perf_counter()
+    record = texture({"inputs": [exemplar]}, params, vgg, 0).record
+    _sync(vgg.device)
+    wall = time.perf_counter() - start
+    return {
+        "size": size, "iterations": iterations, "evaluations": record["evaluations"],
+        "vgg_passes_per_s": 1.0 / pass_s, "seconds_per_texture": wall, "textures_per_hour": 3600.0 / wall,
+        # Useful network work: VGG evaluations x the bare pass time, over the task's wall time.
+        "useful_fraction": record["evaluations"] * pass_s / wall,
+        "loss_end": record["loss_end"],
+    }

@@ -1,0 +1,142 @@
+"""Li & Wand 2016 (CNNMRF): texture synthesis and style transfer by matching every k x k patch of
+deep features to its nearest exemplar patch, coarse to fine.
+
+Departures from the paper: losses are normalized by the target's magnitude (as in tasks/losses);
+matching can centre the features and penalize over-used exemplar patches to fight the method's
+known weakness, copying one patch over and over.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+from torchvision.transforms.functional import rotate
+
+from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_tv
+from .imageops import resize, scale_by
+from .losses import ContentLoss, normalized_weights
+from .params import MRFParams, MRFStyleParams, parse_size
+from .patches import extract_patches, nearest_patches
+from .vgg import VGGFeatures
+
+
+def augmented(exemplar: torch.Tensor, rotations: Sequence[float], scales: Sequence[float]) -> list[torch.Tensor]:
+    """Rotated and scaled copies of the exemplar; non-right angles are cropped to the valid middle."""
+    out = []
+    for scale in scales:
+        base = scale_by(exemplar, scale, min_side=16)
+        for angle in rotations:
+            if angle % 90 == 0:
+                out.append(torch.rot90(base, int(angle // 90) % 4, dims=(-2, -1)))
+                continue
+            turned = rotate(base, float(angle))
+            theta = math.radians(angle)
+            keep = 1.0 / (abs(math.cos(theta)) + abs(math.sin(theta)))
+            h, w = base.shape[-2:]
+            ch, cw = max(16, int(h * keep)), max(16, int(w * keep))
+            top, left = (h - ch) // 2, (w - cw) // 2
+            out.append(turned[..., top : top + ch, left : left + cw])
+    return out
+
+
+class MRFLoss:
+    """Relative squared distance between each image patch and its nearest exemplar patch, per layer."""
+
+    def __init__(self, exemplar_features: Sequence[Mapping[str, torch.Tensor]], layer_weights: Mapping[str, float],
+                 params: MRFParams) -> None:
+        self.params = params
+        self.layer_weights = dict(layer_weights)
+        self.patches = {
+            layer: torch.cat([extract_patches(f[layer], params.patch_size, params.exemplar_stride)
+                              for f in exemplar_features]).detach()
+            for layer in layer_weights
+        }
+        # Centring by the exemplar's mean patch turns cosine similarity into a correlation.
+        self.centre = {layer: p.mean(dim=0, keepdim=True) if params.center_features else torch.zeros_like(p[:1])
+                       for layer, p in self.patches.items()}
+        self.usage = {layer: torch.zeros(p.shape[0], device=p.device) for layer, p in self.patches.items()}
+        self.last_index: dict[str, torch.Tensor] = {}
+
+    def match(self, layer: str, query: torch.Tensor) -> torch.Tensor:
+        patches = self.patches[layer]
+        penalty = None
+        if self.params.repetition_penalty and self.usage[layer].sum() > 0:
+            expected = query.shape[0] / patches.shape[0]
+            penalty = self.params.repetition_penalty * self.usage[layer] / expected
+        match = nearest_patches(query - self.centre[layer], patches - self.centre[layer], self.params.chunk, penalty)
+        self.usage[layer] = torch.bincount(match.index, minlength=patches.shape[0]).to(self.usage[layer].dtype)
+        self.last_index[layer] = match.index
+        return match.index
+
+    def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for layer, weight in self.layer_weights.items():
+            query = extract_patches(features[layer], self.params.patch_size, self.params.stride)
+            with torch.no_grad():
+                target = self.patches[layer][self.match(layer, query.detach())]
+            total = total + weight * (query - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
+        return total
+
+
+def _exemplar_loss(vgg: VGGFeatures, image: torch.Tensor, params: MRFParams, weights: Mapping[str, float]) -> MRFLoss:
+    with torch.no_grad():
+        feats = [vgg(copy, params.layers) for copy in augmented(image, params.rotations, params.scales)]
+    return MRFLoss(feats, weights, params)
+
+
+def mrf(inputs: dict[str, Sequence[torch.Tensor]], params: MRFParams, vgg: VGGFeatures, seed: int) -> TaskOutput:
+    """Synthesize a texture of ``params.size`` from ``inputs['inputs'][0]`` with the MRF loss."""
+    clock = Stopwatch()
+    device = vgg.device
+    exemplar = inputs["inputs"][0].to(device)
+    size = parse_size(params.size)
+    weights = normalized_weights(params.layers, params.layer_weights)
+    losses: list[MRFLoss] = []
+
+    def objective_for(octave_size: tuple[int, int]):
+        factor = params.exemplar_scale * octave_size[0] / size[0]
+        loss = _exemplar_loss(vgg, scale_by(exemplar, factor, min_side=16), params, weights)
+        losses.append(loss)
+        return lambda x: with_tv(loss(vgg(x, params.layers)), x, params)
+
+    mean = exemplar.mean(dim=(2, 3), keepdim=True)
+    image, octaves = solve_octaves(params, vgg, size, lambda s: seeded_noise(seed, s, mean, device, std=0.2),
+                                   objective_for, jitter=params.noise, seed=seed)
+    record = base_record(octaves, device, clock.seconds)
+    record["distinct_patches"] = {layer: int(idx.unique().numel()) for layer, idx in losses[-1].last_index.items()}
+    return TaskOutput([image.cpu()], record)
+
+
+def mrf_style(inputs: dict[str, Sequence[torch.Tensor]], params: MRFStyleParams, vgg: VGGFeatures,
+              seed: int) -> TaskOutput:
+    """Content loss at ``content_layer`` plus the MRF loss against the style image (the first one)."""
+    clock = Stopwatch()
+    device = vgg.device
+    content = inputs["content"][0].to(device)
+    style_image = inputs["style"][0].to(device)
+    size = parse_size(params.size, aspect_from=tuple(content.shape[-2:]))
+    weights = normalized_weights(params.layers, params.layer_weights)
+    layers = list(dict.fromkeys([*params.layers, params.content_layer]))
+
+    def objective_for(octave_size: tuple[int, int]):
+        side = max(octave_size) * params.style_scale
+        mrf_loss = _exemplar_loss(vgg, scale_by(style_image, side / max(style_image.shape[-2:]), 16), params, weights)
+        with torch.no_grad():
+            target = vgg(resize(content, octave_size), [params.content_layer])[params.content_layer]
+        content_loss = ContentLoss(params.content_layer, target)
+
+        def objective(x: torch.Tensor) -> torch.Tensor:
+            feats = vgg(x, layers)
+            loss = params.content_weight * content_loss(feats) + params.style_weight * mrf_loss(feats)
+            return with_tv(loss, x, params)
+
+        return objective
+
+    def init(octave_size: tuple[int, int]) -> torch.Tensor:
+        if params.init == "content":
+            return resize(content, octave_size)
+        return seeded_noise(seed, octave_size, content.mean(dim=(2, 3), keepdim=True), device)
+
+    image, octaves = solve_octaves(params, vgg, size, init, objective_for, jitter=params.noise, seed=seed)
+    return TaskOutput([image.cpu()], base_record(octaves, device, clock.seconds))
