@@ -18,7 +18,7 @@ from tasks.imageio import load_image
 from tasks.params import TextureParams
 from tasks.vgg import VGGFeatures
 
-from .tasks_bench import gatys_texture_row
+from .tasks_bench import gatys_texture_row, matching_row, mrf_texture_row
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device")
     parser.add_argument("--pipeline", action="store_true", help="also run tasks through texfarm run + local S3")
     parser.add_argument("--tasks", type=int, default=3, help="tasks per size for --pipeline")
+    parser.add_argument("--mrf", action="store_true", help="also the MRF task and the patch matching")
+    parser.add_argument("--chunk", type=int, default=4096, help="MRF matching chunk")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", help="write the tables (markdown) to this file")
     args = parser.parse_args(argv)
@@ -54,6 +56,14 @@ def main(argv=None) -> int:
               f"{torch.get_num_threads()} CPU threads; {time.strftime('%Y-%m-%d')}")
     rows = [gatys_texture_row(vgg, exemplar, size, args.iterations) for size in args.sizes]
     out = [f"## Gatys texture vs the VGG ceiling\n\n{header}\n\n{_table(rows)}"]
+    if args.mrf:
+        mrf_rows = [mrf_texture_row(vgg, exemplar, size, args.iterations) for size in args.sizes]
+        for mrf_row, gatys_row in zip(mrf_rows, rows):
+            mrf_row["gatys_seconds"] = gatys_row["seconds_per_texture"]
+            mrf_row["mrf_over_gatys"] = mrf_row["seconds_per_texture"] / gatys_row["seconds_per_texture"]
+        match = [matching_row(device, q, m, 256 * 9, args.chunk) for q, m in ((1024, 4096), (4096, 16384))]
+        out.append(f"## MRF texture vs Gatys (same sizes, iterations, device)\n\n{header}\n\n{_table(mrf_rows)}")
+        out.append(f"## Patch matching vs a plain matrix product of the same shape\n\n{header}\n\n{_table(match)}")
     if args.pipeline:
         from .pipeline_bench import pipeline_rows
 

@@ -49,3 +49,43 @@ def gatys_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, itera
         "useful_fraction": record["evaluations"] * pass_s / wall,
         "loss_end": record["loss_end"],
     }
+
+
+def matching_row(device: torch.device, queries: int, exemplar_patches: int, dim: int, chunk: int) -> dict:
+    """Patch matching against a plain matrix product of the same shape (the ceiling for the search)."""
+    from tasks.patches import nearest_patches
+
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(queries, dim, generator=generator).to(device)
+    exemplar = torch.nn.functional.normalize(torch.randn(exemplar_patches, dim, generator=generator), dim=1).to(device)
+
+    def timed(fn, repeats: int = 3) -> float:
+        fn()
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        _sync(device)
+        return (time.perf_counter() - start) / repeats
+
+    match_s = timed(lambda: nearest_patches(query, exemplar, chunk, exemplar_normalized=True))
+    mm_s = timed(lambda: exemplar @ query.T)
+    flops = 2.0 * queries * exemplar_patches * dim
+    return {"queries": queries, "exemplar_patches": exemplar_patches, "dim": dim, "chunk": chunk,
+            "matching_s": match_s, "matmul_s": mm_s, "matching_gflops": flops / match_s / 1e9,
+            "matmul_gflops": flops / mm_s / 1e9, "ratio": mm_s / match_s}
+
+
+def mrf_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterations: int) -> dict:
+    from tasks.mrf import mrf
+    from tasks.params import MRFParams
+
+    params = MRFParams(size=size, iterations=iterations, octaves=1)
+    mrf({"inputs": [exemplar]}, MRFParams(size=size, iterations=2, octaves=1), vgg, 0)  # warm-up
+    _sync(vgg.device)
+    start = time.perf_counter()
+    record = mrf({"inputs": [exemplar]}, params, vgg, 0).record
+    _sync(vgg.device)
+    wall = time.perf_counter() - start
+    return {"size": size, "iterations": iterations, "evaluations": record["evaluations"],
+            "seconds_per_texture": wall, "textures_per_hour": 3600.0 / wall, "loss_end": record["loss_end"]}

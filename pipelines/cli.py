@@ -41,19 +41,30 @@ def _parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="render one image directly, without Ray (debugging, quick looks)")
     kinds = render.add_subparsers(dest="kind", required=True)
     texture = kinds.add_parser("texture", help="Gatys texture synthesis from an exemplar")
-    texture.add_argument("exemplar")
-    texture.add_argument("--exemplar-scale", type=float)
-    _add_render_options(texture)
+    mrf = kinds.add_parser("mrf", help="Li & Wand (CNNMRF) patch-based texture synthesis")
+    for parser_ in (texture, mrf):
+        parser_.add_argument("exemplar")
+        parser_.add_argument("--exemplar-scale", type=float)
+        _add_render_options(parser_)
     style = kinds.add_parser("style", help="Gatys style transfer")
-    style.add_argument("content")
-    style.add_argument("style", nargs="+")
+    mrf_style = kinds.add_parser("mrf_style", help="Li & Wand (CNNMRF) style transfer")
+    for parser_ in (style, mrf_style):
+        parser_.add_argument("content")
+        parser_.add_argument("style", nargs="+")
+        parser_.add_argument("--style-scale", type=float)
+        parser_.add_argument("--content-weight", type=float)
+        parser_.add_argument("--style-weight", type=float)
+        parser_.add_argument("--init", choices=("content", "noise"))
+        _add_render_options(parser_)
     style.add_argument("--style-weights", type=float, nargs="+", help="blend weights, one per style image")
-    style.add_argument("--style-scale", type=float)
-    style.add_argument("--content-weight", type=float)
-    style.add_argument("--style-weight", type=float)
-    style.add_argument("--init", choices=("content", "noise"))
     style.add_argument("--preserve-colors", action="store_true", default=None)
-    _add_render_options(style)
+    for parser_ in (mrf, mrf_style):
+        parser_.add_argument("--patch-size", type=int)
+        parser_.add_argument("--chunk", type=int, help="exemplar patches per matrix product (bounds memory)")
+        parser_.add_argument("--repetition-penalty", type=float)
+        parser_.add_argument("--noise", type=float, help="noise injected into each upsampled octave")
+        parser_.add_argument("--rotations", type=float, nargs="+", help="degrees; rotated exemplar copies")
+        parser_.add_argument("--scales", type=float, nargs="+", help="scaled exemplar copies")
 
     validate = sub.add_parser("validate", help="parse and expand a manifest without running anything")
     validate.add_argument("manifest")
@@ -88,7 +99,7 @@ def _render(args: argparse.Namespace) -> int:
     skip = {"command", "kind", "output", "seed", "weights", "pooling", "device", "exemplar", "content", "style"}
     params = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     params = build_params(kind.params, params)
-    roles = {"inputs": [args.exemplar]} if args.kind == "texture" else {"content": [args.content], "style": args.style}
+    roles = {"inputs": [args.exemplar]} if kind.fanout == "inputs" else {"content": [args.content], "style": args.style}
     inputs = {role: [decode_image(storage.read(uri), name=uri) for uri in uris] for role, uris in roles.items()}
     device = pick_device(args.device)
     clock = time.perf_counter()

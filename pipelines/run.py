@@ -24,8 +24,11 @@ class RunSummary:
     skipped: int
     executed: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # of the tasks run this time
     catalog_written: bool = False
     catalog_uri: str = ""
+    startup_seconds: float = 0.0  # Ray start and actors loading the model
+    execute_seconds: float = 0.0  # first dispatch to last result
 
     @property
     def exit_code(self) -> int:
@@ -108,16 +111,18 @@ def run_manifest(
                      f"{len(todo)} to run\n")
     new_records: dict[str, dict] = {}
     if todo:
-        new_records = _execute(manifest, todo, address, storage, stream, on_dispatch)
+        new_records = _execute(manifest, todo, address, storage, stream, on_dispatch, summary)
         summary.executed = len(todo)
-    summary.failed = [r for r in new_records.values() if r["status"] != "done"]
+    summary.records = list(new_records.values())
+    summary.failed = [r for r in summary.records if r["status"] != "done"]
     summary.catalog_written = _write_catalog(storage, manifest, new_records, done_before)
     summary.catalog_uri = catalog.catalog_uri(manifest.output)
     return summary
 
 
 def _execute(manifest: Manifest, todo: list[TaskSpec], address: Optional[str], storage: Storage,
-             stream: Optional[TextIO], on_dispatch) -> dict[str, dict]:
+             stream: Optional[TextIO], on_dispatch, summary: RunSummary) -> dict[str, dict]:
+    started = time.perf_counter()
     ray = _init_ray(address)
     from ray.exceptions import RayError
 
@@ -130,6 +135,8 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], address: Optional[str], s
                                *([max_pixels] if max_pixels else [])) for _ in range(count)]
     # Fail fast and clearly when the model cannot load (e.g. weights unavailable), before any task.
     ray.get([actor.ready.remote() for actor in actors])
+    summary.startup_seconds = time.perf_counter() - started
+    started = time.perf_counter()
 
     queue = deque(todo)
     attempts: dict[str, int] = {}
@@ -176,6 +183,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], address: Optional[str], s
                 progress.done += 1
             else:
                 progress.failed += 1
+    summary.execute_seconds = time.perf_counter() - started
     progress.running = 0
     progress.show(final=True)
     for actor in actors:

@@ -14,9 +14,10 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 def free_memory(device: torch.device) -> None:
-    """Release cached blocks so the next task (maybe of another size) starts from a clean pool."""
-    gc.collect()
+    """Release cached GPU blocks so the next task (maybe of another size) starts from a clean pool.
+    A no-op on the CPU, where a full gc pass would cost ~0.15 s per task for nothing."""
     if device.type == "cuda":
+        gc.collect()  # tensors held by reference cycles keep their GPU blocks until collected
         torch.cuda.empty_cache()
 
 

@@ -1,6 +1,10 @@
 """Li & Wand 2016 (CNNMRF): texture synthesis and style transfer by matching every k x k patch of
 deep features to its nearest exemplar patch, coarse to fine.
 
+The matches are kept fixed for ``check_every`` optimizer iterations and then recomputed (the
+reference code re-matches at every evaluation): between re-matches the loss is a smooth quadratic
+that L-BFGS handles well, and the costly brute-force search runs ~10x less often.
+
 Departures from the paper: losses are normalized by the target's magnitude (as in tasks/losses);
 matching can centre the features and penalize over-used exemplar patches to fight the method's
 known weakness, copying one patch over and over.
@@ -11,6 +15,7 @@ import math
 from typing import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torchvision.transforms.functional import rotate
 
 from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_tv
@@ -52,20 +57,31 @@ class MRFLoss:
                               for f in exemplar_features]).detach()
             for layer in layer_weights
         }
-        # Centring by the exemplar's mean patch turns cosine similarity into a correlation.
+        # Centring by the exemplar's mean patch turns cosine similarity into a correlation. The
+        # normalized keys are made once here, not at every match.
         self.centre = {layer: p.mean(dim=0, keepdim=True) if params.center_features else torch.zeros_like(p[:1])
                        for layer, p in self.patches.items()}
-        self.usage = {layer: torch.zeros(p.shape[0], device=p.device) for layer, p in self.patches.items()}
-        self.last_index: dict[str, torch.Tensor] = {}
+        self.keys = {layer: F.normalize(p - self.centre[layer], dim=1) for layer, p in self.patches.items()}
+        self.chunk = params.chunk  # shrinks for good after an out-of-memory retry
+        self.last_index: dict[str, torch.Tensor] = {}  # the current matches, kept until refresh()
+
+    def refresh(self) -> None:
+        """Forget the matches: the next evaluation matches again (E step of an EM-like loop)."""
+        self.last_index = {}
 
     def match(self, layer: str, query: torch.Tensor) -> torch.Tensor:
-        patches = self.patches[layer]
-        penalty = None
-        if self.params.repetition_penalty and self.usage[layer].sum() > 0:
-            expected = query.shape[0] / patches.shape[0]
-            penalty = self.params.repetition_penalty * self.usage[layer] / expected
-        match = nearest_patches(query - self.centre[layer], patches - self.centre[layer], self.params.chunk, penalty)
-        self.usage[layer] = torch.bincount(match.index, minlength=patches.shape[0]).to(self.usage[layer].dtype)
+        """Nearest exemplar patch per image patch. With a repetition penalty, a second pass scores
+        every exemplar patch down in proportion to how often the first pass used it (both passes
+        see the same image, so the objective stays a function of the image alone)."""
+        keys = self.keys[layer]
+        query = query - self.centre[layer]
+        match = nearest_patches(query, keys, self.chunk, exemplar_normalized=True)
+        if self.params.repetition_penalty:
+            uses = torch.bincount(match.index, minlength=keys.shape[0]).to(query.dtype)
+            expected = query.shape[0] / keys.shape[0]
+            penalty = self.params.repetition_penalty * uses / max(expected, 1.0)
+            match = nearest_patches(query, keys, match.chunk, penalty, exemplar_normalized=True)
+        self.chunk = match.chunk
         self.last_index[layer] = match.index
         return match.index
 
@@ -74,7 +90,10 @@ class MRFLoss:
         for layer, weight in self.layer_weights.items():
             query = extract_patches(features[layer], self.params.patch_size, self.params.stride)
             with torch.no_grad():
-                target = self.patches[layer][self.match(layer, query.detach())]
+                index = self.last_index.get(layer)
+                if index is None:
+                    index = self.match(layer, query.detach())
+                target = self.patches[layer][index]
             total = total + weight * (query - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
         return total
 
@@ -98,7 +117,12 @@ def mrf(inputs: dict[str, Sequence[torch.Tensor]], params: MRFParams, vgg: VGGFe
         factor = params.exemplar_scale * octave_size[0] / size[0]
         loss = _exemplar_loss(vgg, scale_by(exemplar, factor, min_side=16), params, weights)
         losses.append(loss)
-        return lambda x: with_tv(loss(vgg(x, params.layers)), x, params)
+
+        def objective(x: torch.Tensor) -> torch.Tensor:
+            return with_tv(loss(vgg(x, params.layers)), x, params)
+
+        objective.refresh = loss.refresh
+        return objective
 
     mean = exemplar.mean(dim=(2, 3), keepdim=True)
     image, octaves = solve_octaves(params, vgg, size, lambda s: seeded_noise(seed, s, mean, device, std=0.2),
@@ -131,6 +155,7 @@ def mrf_style(inputs: dict[str, Sequence[torch.Tensor]], params: MRFStyleParams,
             loss = params.content_weight * content_loss(feats) + params.style_weight * mrf_loss(feats)
             return with_tv(loss, x, params)
 
+        objective.refresh = mrf_loss.refresh
         return objective
 
     def init(octave_size: tuple[int, int]) -> torch.Tensor:

@@ -54,7 +54,11 @@ def optimize(
     divergence_factor: float = 10.0,
     max_rollbacks: int = 20,
 ) -> OptimResult:
-    """Minimize ``objective(image)`` over the pixels; returns the image clamped to [0, 1]."""
+    """Minimize ``objective(image)`` over the pixels; returns the image clamped to [0, 1].
+
+    An objective with a ``refresh()`` method (e.g. patch matching with fixed targets) is refreshed
+    after every good chunk, so between refreshes L-BFGS sees a smooth function."""
+    refresh = getattr(objective, "refresh", None)
     x = image.detach().clone().requires_grad_(True)
     with torch.no_grad():
         loss_start = float(objective(x))
@@ -94,6 +98,8 @@ def optimize(
             last_good.copy_(x.detach())
             best = min(best, loss)
             history.append(loss)
+            if refresh is not None:
+                refresh()
             continue
         rollbacks += 1
         if rollbacks > max_rollbacks:

@@ -113,7 +113,9 @@ class MRFParams(OptimParams):
     # Against repetitive copying (our additions, each switchable):
     center_features: bool = True  # match on features centred by the exemplar mean (Pearson, not raw cosine)
     noise: float = 0.05  # std of noise injected into each upsampled octave start
-    repetition_penalty: float = 0.0  # subtract penalty x (uses / expected uses) from a patch's match score
+    repetition_penalty: float = 0.1  # subtract penalty x (uses / expected uses) from a patch's match score
+    # The reference code adds a TV term too; 1.0 (on our normalized losses) was tuned with random weights.
+    tv_weight: float = 1.0
 
 
 @dataclass

@@ -20,7 +20,8 @@ def extract_patches(features: torch.Tensor, size: int, stride: int = 1) -> torch
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 @dataclass
@@ -35,25 +36,35 @@ def nearest_patches(
     exemplar: torch.Tensor,
     chunk: int = 4096,
     penalty: Optional[torch.Tensor] = None,
+    exemplar_normalized: bool = False,
 ) -> Match:
     """For each row of ``query`` (N, D) the row of ``exemplar`` (M, D) with the highest cosine
-    similarity, minus ``penalty`` (M,) if given. One matrix product per chunk of exemplar rows."""
+    similarity, minus ``penalty`` (M,) if given. One matrix product per chunk of exemplar rows;
+    exemplar rows are normalized chunk by chunk unless ``exemplar_normalized`` (precomputed)."""
     q = F.normalize(query, dim=1)
-    e = F.normalize(exemplar, dim=1)
+    e = exemplar
     while True:
         try:
             best = torch.full((q.shape[0],), -float("inf"), device=q.device, dtype=q.dtype)
             index = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
             for start in range(0, e.shape[0], chunk):
-                scores = e[start : start + chunk] @ q.T  # (chunk, N): the only big allocation
+                keys = e[start : start + chunk]
+                if not exemplar_normalized:
+                    keys = F.normalize(keys, dim=1)
+                scores = keys @ q.T  # (chunk, N): the only allocation that grows, with the chunk
                 if penalty is not None:
                     scores -= penalty[start : start + chunk, None]
                 chunk_best, chunk_index = scores.max(dim=0)
                 better = chunk_best > best  # strict: ties keep the lowest index, as a full argmax does
                 best = torch.where(better, chunk_best, best)
                 index = torch.where(better, chunk_index + start, index)
-                del scores
-            return Match(index, best, chunk)
+                del scores, keys
+            # Re-score the winners one way, so the scores do not depend on the chunk's BLAS kernel.
+            winners = e[index] if exemplar_normalized else F.normalize(e[index], dim=1)
+            score = (winners * q).sum(dim=1)
+            if penalty is not None:
+                score = score - penalty[index]
+            return Match(index, score, chunk)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
             if not _is_oom(exc) or chunk <= 1:
                 raise

@@ -18,7 +18,6 @@ class TaskKind:
     params: type
     fanout: str  # the input role with one task per image ("inputs" or "content")
     shared: tuple[str, ...] = ()  # input roles every task of the job receives whole (e.g. "style")
-    max_layer: str = "relu5_1"  # deepest VGG layer its defaults need
 
 
 KINDS: dict[str, TaskKind] = {

@@ -1,0 +1,130 @@
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from tasks.mrf import augmented, mrf, mrf_style
+from tasks.params import MRFParams, MRFStyleParams
+from tasks.patches import extract_patches, nearest_patches
+
+
+def _naive_nearest(query, exemplar):
+    """Explicit loops: cosine similarity of every pair, the first best exemplar row wins."""
+    index, score = [], []
+    for q in query:
+        best, best_j = -2.0, -1
+        for j, e in enumerate(exemplar):
+            s = float((q @ e) / (q.norm() * e.norm()))
+            if s > best:
+                best, best_j = s, j
+        index.append(best_j)
+        score.append(best)
+    return torch.tensor(index), torch.tensor(score)
+
+
+def test_matching_equals_a_naive_reference():
+    generator = torch.Generator().manual_seed(0)
+    query, exemplar = torch.randn(23, 18, generator=generator), torch.randn(41, 18, generator=generator)
+    index, score = _naive_nearest(query, exemplar)
+    match = nearest_patches(query, exemplar, chunk=1000)
+    assert torch.equal(match.index, index)
+    assert torch.allclose(match.score, score, atol=1e-5)
+    # Same squared distances between the normalized patches and their matches.
+    qn, en = F.normalize(query, dim=1), F.normalize(exemplar, dim=1)
+    assert torch.allclose((qn - en[match.index]).pow(2).sum(1), (qn - en[index]).pow(2).sum(1), atol=1e-5)
+
+
+def test_patch_extraction_is_row_major_k_by_k():
+    features = torch.arange(2 * 4 * 5, dtype=torch.float32).view(1, 2, 4, 5)
+    patches = extract_patches(features, 3, stride=1)
+    assert patches.shape == (2 * 3, 2 * 3 * 3)
+    assert torch.equal(patches[1].view(2, 3, 3), features[0, :, 0:3, 1:4])
+
+
+def test_chunked_matching_is_exactly_the_unchunked_result():
+    generator = torch.Generator().manual_seed(1)
+    query, exemplar = torch.randn(300, 36, generator=generator), torch.randn(1000, 36, generator=generator)
+    penalty = torch.rand(1000, generator=generator) * 0.1
+    whole = nearest_patches(query, exemplar, chunk=1000, penalty=penalty)
+    for chunk in (1, 7, 128, 999):
+        part = nearest_patches(query, exemplar, chunk=chunk, penalty=penalty)
+        assert torch.equal(part.index, whole.index) and torch.equal(part.score, whole.score)
+
+
+def _peak_bytes(fn) -> int:
+    """Peak of live CPU allocations during ``fn``, replayed from the profiler's memory events."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
+
+
+def test_matching_memory_grows_with_chunk_not_exemplar():
+    query = torch.randn(500, 64)
+    small, large = torch.randn(2000, 64), torch.randn(32000, 64)
+    peak_small = _peak_bytes(lambda: nearest_patches(query, small, chunk=256))
+    peak_large = _peak_bytes(lambda: nearest_patches(query, large, chunk=256))
+    peak_big_chunk = _peak_bytes(lambda: nearest_patches(query, small, chunk=2000))
+    assert peak_large <= 1.05 * peak_small, (peak_small, peak_large)  # 16x the exemplar, same peak
+    assert peak_big_chunk > 3 * peak_small, (peak_small, peak_big_chunk)
+    # The scores block is the dominant term: chunk x query rows x 4 bytes.
+    assert peak_small >= 256 * 500 * 4
+
+
+def _small(image, side):
+    return F.interpolate(image, scale_factor=side / max(image.shape[-2:]), mode="bilinear", antialias=True)
+
+
+def _copy_distance(output, exemplar, window=16):
+    """Per 16x16 output window, the mean absolute difference to the closest exemplar window."""
+    out_windows = F.unfold(output, window, stride=4)[0].T
+    ex_windows = F.unfold(exemplar, window, stride=1)[0].T
+    return (torch.cdist(out_windows, ex_windows, p=1) / out_windows.shape[1]).min(dim=1).values
+
+
+def test_mrf_loss_falls_and_output_is_not_a_verbatim_copy(vgg, pebbles):
+    exemplar = _small(pebbles, 128)
+    out = mrf({"inputs": [exemplar]}, MRFParams(size=96, iterations=60, octaves=2), vgg, 0)
+    record = out.record
+    assert out.images[0].shape == (1, 3, 96, 96)
+    assert record["loss_end"] < 0.7 * record["loss_start"], record
+    # No 16x16 region equals an exemplar crop: the closest crop is still off by > 4/255 on average.
+    assert _copy_distance(out.images[0], exemplar).min() > 4 / 255
+
+
+def test_repetition_penalty_uses_more_distinct_exemplar_patches(vgg, pebbles):
+    exemplar = _small(pebbles, 128)
+    used = {}
+    for penalty in (0.0, 0.1):
+        params = MRFParams(size=96, iterations=60, octaves=2, repetition_penalty=penalty)
+        used[penalty] = mrf({"inputs": [exemplar]}, params, vgg, 0).record["distinct_patches"]
+    assert used[0.1]["relu3_1"] > 1.2 * used[0.0]["relu3_1"], used
+
+
+def test_augmentation_adds_rotated_and_scaled_copies(pebbles):
+    copies = augmented(_small(pebbles, 64), rotations=[0, 90, 30], scales=[1.0, 0.5])
+    assert len(copies) == 6
+    assert copies[1].shape[-2:] == (64, 64) and torch.equal(copies[1], torch.rot90(copies[0], 1, dims=(-2, -1)))
+    assert copies[2].shape[-1] < 64  # a 30 degree turn keeps only the valid middle
+    assert copies[3].shape[-2:] == (32, 32)
+
+
+def test_mrf_tileable_and_seeded(vgg, pebbles):
+    exemplar = _small(pebbles, 96)
+    params = MRFParams(size=64, iterations=20, octaves=1, tileable=True)
+    a = mrf({"inputs": [exemplar]}, params, vgg, 3).images[0]
+    b = mrf({"inputs": [exemplar]}, params, vgg, 3).images[0]
+    c = mrf({"inputs": [exemplar]}, params, vgg, 4).images[0]
+    assert torch.equal(a, b) and (a - c).abs().mean() > 0.01
+
+
+def test_mrf_style_keeps_content_and_lowers_its_loss(vgg, content_image, starry):
+    params = MRFStyleParams(size=96, iterations=30, octaves=1)
+    out = mrf_style({"content": [content_image], "style": [starry]}, params, vgg, 0)
+    assert out.images[0].shape[-1] == 96
+    assert out.record["loss_end"] < out.record["loss_start"]
+    content = F.interpolate(content_image, size=out.images[0].shape[-2:], mode="bilinear", antialias=True)
+    assert torch.corrcoef(torch.stack([out.images[0].flatten(), content.flatten()]))[0, 1] > 0.5
