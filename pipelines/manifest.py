@@ -173,7 +173,8 @@ def _check_params(v: _Validator, kind: TaskKind, params: dict, path: tuple, max_
             v.add(path + (key,), f"must be {annotations[key]}, not {type(value).__name__} {value!r}")
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             v.add(path + (key,), f"must not be negative (got {value})")
-        elif key in ("iterations", "octaves") and value < 1:
+        elif key in ("iterations", "octaves", "check_every", "patch_size", "stride", "exemplar_stride",
+                     "chunk", "divergence_factor") and value < 1:
             v.add(path + (key,), f"must be at least 1 (got {value})")
     if "size" in params and _type_ok(params["size"], "Size"):
         try:
@@ -321,6 +322,9 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     if v.problems:
         raise ManifestError(filename, v.problems)
     storage = storage or Storage(StorageConfig.from_dict(storage_cfg))
+    problem = storage.writable_problem(output)
+    if problem:
+        v.add(("output",), problem + "; choose another output or fix its permissions")
     model = {"weights": weights, "pooling": pooling, "seed": seed}
     wid = weights_id(weights, seed, pooling)
     seen: dict[str, int] = {}

@@ -145,6 +145,23 @@ class Storage:
         else:
             local_path(uri).unlink(missing_ok=True)
 
+    def writable_problem(self, uri: str) -> Optional[str]:
+        """Why ``uri`` cannot take outputs, or None; checks without writing anything."""
+        if is_s3(uri):
+            bucket, _ = split_s3(uri)
+            try:
+                self.s3.head_bucket(Bucket=bucket)
+            except Exception as exc:
+                return f"cannot write under {uri}: bucket {bucket!r} is not reachable ({_describe(exc)})"
+            return None
+        path = local_path(uri)
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir():
+            return f"cannot write under {uri}: {existing} is not a folder"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"cannot write under {uri}: {existing} is not writable"
+        return None
+
     # --- many objects ---------------------------------------------------------------------
     def list(self, prefix: str) -> list[str]:
         """Every object URI under ``prefix`` (a folder or key prefix), sorted."""

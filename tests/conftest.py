@@ -2,6 +2,7 @@
 started once per test session and only by the tests that ask for them."""
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -76,7 +77,8 @@ def bucket(s3_endpoint, request):
     """A fresh bucket per test, named after the test."""
     import boto3
 
-    name = "t-" + request.node.name.lower().replace("_", "-")[:50].strip("-")
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]
+    name = f"t-{digest}-" + request.node.name.lower().replace("_", "-")[:40].strip("-[]")
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     client.create_bucket(Bucket=name)
     return name, client

@@ -1,0 +1,98 @@
+"""Bad inputs fail their own task with a reason in the record and the catalog; the others finish."""
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipelines.manifest import parse_manifest
+from pipelines.run import run_manifest
+from tasks.imageio import BadImage, decode_image
+from tests.conftest import DATA
+
+pytestmark = pytest.mark.slow
+
+
+def _png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _inputs(folder):
+    rgb = Image.open(DATA / "textures" / "pebbles.jpg").convert("RGB").resize((48, 48))
+    sixteen = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+    good = {
+        "gray.png": _png(rgb.convert("L")),
+        "cmyk.jpg": _png(rgb.convert("CMYK"), "JPEG"),
+        "sixteen.png": _png(sixteen),
+        "palette.png": _png(rgb.convert("P", palette=Image.ADAPTIVE)),
+        "alpha.png": (DATA / "textures" / "dots.png").read_bytes(),
+        "tiny.png": _png(rgb.resize((4, 4))),
+    }
+    bad = {
+        "truncated.jpg": _png(rgb, "JPEG")[:300],
+        "not-an-image.png": b"this is a text file with a png name\n",
+        "bomb.png": _png(Image.new("RGB", (500, 500), "white")),  # over the manifest's pixel cap
+        "missing.png": _png(rgb),  # deleted after validation
+    }
+    for name, data in {**good, **bad}.items():
+        (folder / name).write_bytes(data)
+    return good, bad
+
+
+def test_bad_inputs_fail_alone_with_reasons(tmp_path, ray_cluster):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good, bad = _inputs(folder)
+    manifest_path = tmp_path / "run.yaml"
+    manifest_path.write_text(
+        "name: bad-inputs\noutput: out\nmodel: {weights: random}\ncluster: {workers: 2}\n"
+        "limits: {max_input_pixels: 100000}\n"
+        "jobs:\n  - {name: mixed, kind: texture, inputs: in/, seeds: 1, params: {size: 32, iterations: 2}}\n")
+    manifest = parse_manifest(str(manifest_path))
+    (folder / "missing.png").unlink()
+    summary = run_manifest(manifest, stream=None)
+
+    assert summary.exit_code == 1
+    failed = {record["inputs"]["inputs"][0].rsplit("/", 1)[-1]: record["error"] for record in summary.failed}
+    assert set(failed) == set(bad)
+    assert "not a readable image" in failed["truncated.jpg"]
+    assert "not a readable image" in failed["not-an-image.png"]
+    assert "over the cap of 100000" in failed["bomb.png"]
+    assert "cannot read" in failed["missing.png"] and "missing.png" in failed["missing.png"]
+    done = [r for r in summary.records if r["status"] == "done"]
+    assert len(done) == len(good)
+    for record in done:  # converted, not rejected: each output is a full RGB image
+        assert Image.open(record["output_uri"]).mode == "RGB"
+
+    rows = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
+    assert len(rows) == len(good) + len(bad)
+    assert {r["error"] for r in rows if r["status"] == "failed"} == set(failed.values())
+    # A failed task leaves a .failed.json record, never a success marker or an image.
+    for record in summary.failed:
+        prefix = record["inputs"] and tmp_path / "out" / "mixed" / record["task_id"]
+        assert json.loads((prefix.parent / f"{record['task_id']}.failed.json").read_text())["status"] == "failed"
+        assert not (prefix.parent / f"{record['task_id']}.json").exists()
+        assert not (prefix.parent / f"{record['task_id']}.png").exists()
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "P", "RGBA", "LA", "I;16", "1"])
+def test_every_image_mode_decodes_to_rgb(mode):
+    source = Image.open(DATA / "textures" / "pebbles.jpg").convert("RGB").resize((20, 16))
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(source.convert("L"), dtype=np.uint16) * 257)
+        assert image.mode == "I;16"
+    else:
+        image = source.convert(mode)
+    tensor = decode_image(_png(image, "JPEG" if mode == "CMYK" else "PNG"))
+    assert tensor.shape == (1, 3, 16, 20)
+    assert 0.0 <= float(tensor.min()) and float(tensor.max()) <= 1.0 and float(tensor.std()) > 0.01
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    data = _png(Image.new("L", (3000, 3000)))
+    with pytest.raises(BadImage, match="over the cap"):
+        decode_image(data, max_pixels=1_000_000, name="big.png")

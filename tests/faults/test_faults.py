@@ -1,0 +1,143 @@
+"""Faults an overnight run meets: dying workers, a dying driver, flaky storage, divergence."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from PIL import Image
+
+from pipelines.manifest import parse_manifest
+from pipelines.run import run_manifest
+from tests.conftest import DATA, REPO
+from tests.faults.flaky_proxy import FlakyProxy
+
+pytestmark = pytest.mark.slow
+
+
+def _local_manifest(tmp_path, seeds=2, size=32, iterations=3, extra_params="", cluster="{workers: 2}"):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        f"name: faults\noutput: {tmp_path / 'out'}\nmodel: {{weights: random}}\ncluster: {cluster}\njobs:\n"
+        f"  - name: pebbles\n    kind: texture\n    inputs: {DATA / 'textures' / 'pebbles.jpg'}\n"
+        f"    seeds: {seeds}\n    params: {{size: {size}, iterations: {iterations}{extra_params}}}\n")
+    return path
+
+
+def _kill_renders(stop: threading.Event, killed: list, limit: int):
+    """SIGKILL every worker seen executing Renderer.render, up to ``limit`` kills."""
+    while not stop.is_set() and len(killed) < limit:
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if "Renderer.render" in " ".join(proc.info["cmdline"] or []) and proc.info["pid"] not in killed:
+                try:
+                    os.kill(proc.info["pid"], signal.SIGKILL)
+                    killed.append(proc.info["pid"])
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.05)
+
+
+def test_a_task_that_kills_its_worker_every_time_fails_after_the_retry_limit(tmp_path, ray_cluster):
+    manifest = parse_manifest(str(_local_manifest(tmp_path, seeds=1, size=64, iterations=200,
+                                                  cluster="{workers: 1, max_retries: 1}")))
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_renders, args=(stop, killed, 10), daemon=True)
+    killer.start()
+    try:
+        summary = run_manifest(manifest, stream=None)
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == 2  # the first attempt and the one retry, then no more
+    assert summary.exit_code == 1 and len(summary.failed) == 1
+    record = summary.failed[0]
+    assert record["attempts"] == 2 and "worker died 2 times" in record["error"]
+    failed_marker = Path(manifest.tasks[0].output_prefix + ".failed.json")
+    assert json.loads(failed_marker.read_text())["status"] == "failed"
+
+
+def test_a_killed_driver_is_resumed_without_duplicates_or_half_outputs(tmp_path):
+    path = _local_manifest(tmp_path, seeds=6, size=48, iterations=40, cluster="{workers: 1}")
+    texfarm = [sys.executable, "-m", "pipelines.cli", "run", str(path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen(texfarm, cwd=REPO, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job_dir = tmp_path / "out" / "pebbles"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(job_dir.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-run
+    driver.wait()
+    done_before = {p.stem for p in job_dir.glob("*.json")}
+    assert 2 <= len(done_before) < 6
+
+    rerun = subprocess.run(texfarm, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"{len(done_before)} already done, {6 - len(done_before)} to run" in rerun.stderr
+    records = sorted(job_dir.glob("*.json"))
+    pngs = sorted(job_dir.glob("*.png"))
+    assert len(records) == 6 and len(pngs) == 6  # nothing duplicated, nothing lost
+    for png in pngs:  # every output complete and decodable
+        with Image.open(png) as image:
+            image.load()
+            assert image.size == (48, 48)
+    for record in records:
+        assert json.loads(record.read_text())["status"] == "done"
+
+
+def _s3_manifest(tmp_path, bucket, endpoint, attempts=6):
+    path = tmp_path / "s3.yaml"
+    path.write_text(
+        f"name: flaky\noutput: s3://{bucket}/out\nstorage: {{endpoint_url: {endpoint}, max_attempts: {attempts}}}\n"
+        f"model: {{weights: random}}\ncluster: {{workers: 2}}\njobs:\n"
+        f"  - {{name: a, kind: texture, inputs: s3://{bucket}/in/pebbles.jpg, seeds: 2, params: {{size: 32, iterations: 2}}}}\n"
+        f"  - {{name: b, kind: texture, inputs: s3://{bucket}/in/red_peppers.jpg, seeds: 2, params: {{size: 32, iterations: 2}}}}\n")
+    return str(path)
+
+
+def _upload(client, bucket):
+    for name in ("pebbles.jpg", "red_peppers.jpg"):
+        client.upload_file(str(DATA / "textures" / name), bucket, f"in/{name}")
+
+
+@pytest.mark.parametrize("mode", ["throttle", "drop"])
+def test_throttling_and_dropped_connections_are_retried(tmp_path, ray_cluster, s3_endpoint, bucket, mode):
+    name, client = bucket
+    _upload(client, name)
+    with FlakyProxy(s3_endpoint) as proxy:
+        manifest = parse_manifest(_s3_manifest(tmp_path, name, proxy.url))
+        proxy.mode = mode  # every other request fails from here on
+        summary = run_manifest(manifest, stream=None)
+    assert proxy.faults > 10, (proxy.faults, proxy.requests)
+    assert (summary.executed, summary.failed) == (4, [])
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=name, Prefix="out/")["Contents"]]
+    assert len([k for k in keys if k.endswith(".png")]) == 4 and "out/catalog.parquet" in keys
+
+
+def test_storage_that_stays_down_fails_the_affected_tasks_clearly(tmp_path, ray_cluster, s3_endpoint, bucket):
+    name, client = bucket
+    _upload(client, name)
+    with FlakyProxy(s3_endpoint) as proxy:
+        manifest = parse_manifest(_s3_manifest(tmp_path, name, proxy.url, attempts=3))
+        proxy.mode = "down:red_peppers"  # job b's input is unreachable for good
+        summary = run_manifest(manifest, stream=None)
+    assert summary.exit_code == 1
+    assert {r["job"] for r in summary.failed} == {"b"} and len(summary.failed) == 2
+    error = summary.failed[0]["error"]
+    assert "cannot read s3://" in error and "red_peppers.jpg" in error and "SlowDown" in error
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in json.dumps(summary.records)
+    assert sum(r["status"] == "done" for r in summary.records) == 2
+
+
+def test_divergence_that_cannot_recover_fails_clearly_and_writes_no_image(tmp_path, ray_cluster):
+    manifest = parse_manifest(str(_local_manifest(tmp_path, seeds=1, size=32, iterations=20,
+                                                  extra_params=", lr: 1.0e+30")))
+    summary = run_manifest(manifest, stream=None)
+    assert summary.exit_code == 1
+    assert "Diverged" in summary.failed[0]["error"] and "lower `lr`" in summary.failed[0]["error"]
+    assert not list((tmp_path / "out" / "pebbles").glob("*.png"))
