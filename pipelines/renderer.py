@@ -10,7 +10,7 @@ import time
 import traceback
 from typing import Any, Optional
 
-from tasks.device import describe, free_memory, pick_device, set_threads
+from tasks.device import describe, free_memory, is_out_of_memory, pick_device, set_threads
 from tasks.imageio import DEFAULT_MAX_PIXELS, decode_image, encode_png
 from tasks.params import build_params
 from tasks.registry import get_kind
@@ -70,8 +70,11 @@ class Renderer:
             record.update(status="done", output_uri=names[0], outputs=names,
                           read_seconds=round(read_seconds, 4), write_seconds=round(time.perf_counter() - t0, 4))
         except Exception as exc:  # recorded, not raised: one bad task must not stop the others
-            record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                          traceback=traceback.format_exc(limit=6))
+            error = f"{type(exc).__name__}: {exc}"
+            if is_out_of_memory(exc):
+                error = (f"out of memory on {describe(self.device)}; lower `size` (or `chunk` for mrf), or give "
+                         f"each worker more memory (a whole GPU: cluster.gpus_per_worker: 1). {error[:300]}")
+            record.update(status="failed", error=error, traceback=traceback.format_exc(limit=6))
         finally:
             free_memory(self.device)
         record.update(wall_seconds=round(time.perf_counter() - clock, 4), finished_at=records.now())

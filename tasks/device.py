@@ -30,3 +30,9 @@ def describe(device: torch.device) -> str:
 def set_threads(count: int | None) -> None:
     if count:
         torch.set_num_threads(max(1, int(count)))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA out-of-memory error or a failed CPU allocation."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text

@@ -12,16 +12,13 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .device import is_out_of_memory
+
 
 def extract_patches(features: torch.Tensor, size: int, stride: int = 1) -> torch.Tensor:
     """(1, C, H, W) → (N, C*size*size): every ``size`` x ``size`` patch at ``stride``, row-major."""
     patches = F.unfold(features, kernel_size=size, stride=stride)  # (1, C*k*k, N)
     return patches[0].transpose(0, 1)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 @dataclass
@@ -66,7 +63,7 @@ def nearest_patches(
                 score = score - penalty[index]
             return Match(index, score, chunk)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-            if not _is_oom(exc) or chunk <= 1:
+            if not is_out_of_memory(exc) or chunk <= 1:
                 raise
             chunk //= 2
             if q.device.type == "cuda":

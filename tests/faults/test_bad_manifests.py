@@ -1,0 +1,52 @@
+"""Bad manifests: exit code 2, one message per problem with file, line and key, nothing started or written."""
+import pytest
+
+from pipelines.cli import main
+from pipelines.manifest import ManifestError, parse_manifest
+from tests.conftest import DATA
+
+JOB = f"  - {{name: a, kind: texture, inputs: {DATA / 'textures' / 'pebbles.jpg'}, params: {{size: 64}}}}\n"
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_run_on_a_bad_manifest_starts_and_writes_nothing(tmp_path, capsys):
+    path = _write(tmp_path, "name: n\noutput: out\nmodel: {weights: random}\njobs:\n" + JOB +
+                  "  - {name: b, kind: texture, inputs: nowhere/*.jpg}\n  - {name: a, kind: texture, inputs: x.jpg}\n")
+    assert main(["run", path]) == 2
+    err = capsys.readouterr().err
+    assert "m.yaml:6: jobs[1].inputs: 'nowhere/*.jpg' matches no input" in err
+    assert "m.yaml:7: jobs[2].name: duplicate job name 'a'" in err and "m.yaml:7: jobs[2].inputs" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_under_a_file_is_refused(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(_write(tmp_path, "name: n\noutput: a-file/run\nmodel: {weights: random}\njobs:\n" + JOB))
+    assert "m.yaml:2: output: cannot write under" in str(info.value) and "is not a folder" in str(info.value)
+
+
+def test_size_cap_is_configurable(tmp_path):
+    text = "name: n\noutput: out\nmodel: {weights: random}\nlimits: {max_size: 48}\njobs:\n" + JOB
+    with pytest.raises(ManifestError, match=r"m.yaml:6: jobs\[0\].params.size: 64x64 is over the cap of 48 px"):
+        parse_manifest(_write(tmp_path, text))
+    assert parse_manifest(_write(tmp_path, text.replace("max_size: 48", "max_size: 64"))).tasks
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: n\noutput: out\njobs: [\n", "m.yaml:4: YAML syntax error"),
+    ("name: n\noutput: out\nmodle: {weights: random}\njobs:\n" + JOB, "m.yaml:3: modle: unknown key; did you mean 'model'?"),
+    ("name: n\noutput: out\nmodel: {weights: 5}\njobs:\n" + JOB, "m.yaml:3: model.weights: must be imagenet, random"),
+    ("name: n\noutput: out\ncluster: {workers: -2}\njobs:\n" + JOB, "m.yaml:3: cluster.workers: must be 'auto' or a positive count"),
+    ("name: n\noutput: out\njobs: []\n", "m.yaml:3: jobs: must be a non-empty list"),
+    ("output: out\njobs:\n" + JOB, "m.yaml:1: missing required key 'name'"),
+])
+def test_problem_messages(tmp_path, text, expected):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(_write(tmp_path, text))
+    assert any(p.format("m.yaml").startswith(expected) for p in info.value.problems), str(info.value)
