@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=text)
         command.add_argument("job_id")
         command.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="http://HEAD:8265")
+    report = sub.add_parser("report", help="write {output}/report/index.html and contact sheets")
+    report.add_argument("output", help="the manifest's output prefix or folder")
+    report.add_argument("--endpoint-url")
     cat = sub.add_parser("catalog", help="summarize a run's catalog")
     cat.add_argument("output", help="the manifest's output prefix or folder")
     cat.add_argument("--endpoint-url")
@@ -144,6 +147,12 @@ def _run(args: argparse.Namespace) -> int:
     storage = Storage(StorageConfig.from_dict(manifest.storage))
     print(catalog.format_summary(catalog.read_rows(storage, manifest.output)))
     print(f"outputs: {manifest.output}/<job>/<task_id>.png\ncatalog: {summary.catalog_uri}")
+    try:
+        from .report import build_report
+
+        print(f"report:  {build_report(storage, manifest.output, manifest.name).index_uri}")
+    except Exception as exc:  # the renders are safe in storage; a report problem must not fail the run
+        print(f"warning: could not write the report: {exc}", file=sys.stderr)
     if summary.failed:
         print(f"{len(summary.failed)} task(s) failed:", file=sys.stderr)
         for record in summary.failed:
@@ -199,8 +208,17 @@ def _catalog(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    result = build_report(Storage(StorageConfig(endpoint_url=args.endpoint_url)), args.output.rstrip("/"))
+    print(f"{result.index_uri} ({result.tasks} tasks, {result.new_thumbnails} new thumbnails)")
+    return EXIT_OK
+
+
 COMMANDS = {"render": _render, "validate": _validate, "run": _run, "submit": _submit, "status": _job_command,
-            "logs": _job_command, "stop": _job_command, "catalog": _catalog}
+            "logs": _job_command, "stop": _job_command, "catalog": _catalog,
+            "report": _report}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

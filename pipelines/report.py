@@ -1,0 +1,277 @@
+"""The run report: ``{output}/report/index.html`` with thumbnails, sweeps as tables, loss curves,
+failures with their errors, and a contact sheet PNG per job. Relative links only, so the folder
+can be synced anywhere or served by any static server. Incremental: thumbnails are made once and
+``report/state.json`` remembers them, so a report after a resume only processes new tasks."""
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import math
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from PIL import Image, ImageDraw
+
+from . import catalog, records
+from .storage import Storage, StorageError, join
+
+REPORT = "report"
+THUMB = 160  # px, long side
+STATE = "state.json"
+
+
+@dataclass
+class ReportSummary:
+    index_uri: str
+    tasks: int
+    new_thumbnails: int
+    contact_sheets: list[str]
+
+
+def _thumbnail(data: bytes, tile: bool) -> Image.Image:
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    if tile:  # a 2x2 tiling shows a seam, or its absence, at a glance
+        tiled = Image.new("RGB", (image.width * 2, image.height * 2))
+        for x in (0, image.width):
+            for y in (0, image.height):
+                tiled.paste(image, (x, y))
+        image = tiled
+    image.thumbnail((THUMB, THUMB))
+    return image
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _curve(record: dict[str, Any]) -> list[float]:
+    """The loss after each check, octave after octave (at most 60 points)."""
+    points = [v for octave in record.get("octaves", []) for v in octave.get("history", [])]
+    points = [p for p in points if isinstance(p, (int, float)) and p > 0 and math.isfinite(p)]
+    step = max(1, len(points) // 60)
+    return points[::step]
+
+
+def _svg(points: list[float], width: int = THUMB, height: int = 36) -> str:
+    if len(points) < 2:
+        return ""
+    logs = [math.log10(p) for p in points]
+    low, high = min(logs), max(logs)
+    span = (high - low) or 1.0
+    xy = " ".join(f"{i * (width - 2) / (len(logs) - 1) + 1:.1f},{(high - v) / span * (height - 4) + 2:.1f}"
+                  for i, v in enumerate(logs))
+    return (f'<svg class="curve" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+            f"<title>loss {points[0]:.4g} → {points[-1]:.4g} (log scale)</title>"
+            f'<polyline fill="none" stroke="#c0392b" stroke-width="1.5" points="{xy}"/></svg>')
+
+
+class _State:
+    def __init__(self, storage: Storage, output: str) -> None:
+        self.uri = join(output, REPORT, STATE)
+        try:
+            data = json.loads(storage.read(self.uri))
+        except (StorageError, ValueError):
+            data = {}
+        self.tasks: dict[str, dict] = data.get("tasks", {})
+        self.inputs: dict[str, str] = data.get("inputs", {})
+
+    def dumps(self) -> bytes:
+        return json.dumps({"tasks": self.tasks, "inputs": self.inputs}, sort_keys=True).encode()
+
+
+def _process_task(storage: Storage, output: str, row: dict) -> dict:
+    """Thumbnail and loss curve of one done task, or just its error."""
+    entry = {"status": row["status"]}
+    if row["status"] != "done":
+        return entry
+    prefix = join(output, row["job"], row["task_id"])
+    record = json.loads(storage.read(prefix + records.RECORD_SUFFIX))
+    tileable = bool(record.get("params", {}).get("tileable"))
+    thumb = f"thumbs/{row['job']}/{row['task_id']}.jpg"
+    storage.write(join(output, REPORT, thumb), _jpeg(_thumbnail(storage.read(prefix + ".png"), tileable)))
+    entry.update(thumb=thumb, curve=_curve(record), tiled=tileable)
+    return entry
+
+
+def _process_input(storage: Storage, output: str, uri: str) -> str:
+    name = f"inputs/{hashlib.sha256(uri.encode()).hexdigest()[:16]}.jpg"
+    storage.write(join(output, REPORT, name), _jpeg(_thumbnail(storage.read(uri), False)))
+    return name
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _card(row: dict, entry: dict, varying: list[str]) -> str:
+    params = json.loads(row["params"] or "{}")
+    label = " · ".join([f"seed {row['seed']}", *(f"{k}={_short(params.get(k))}" for k in varying)])
+    title = html.escape(json.dumps(params, sort_keys=True))
+    task = html.escape(row["task_id"])
+    if row["status"] != "done":
+        return (f'<figure class="card failed" data-task-id="{task}" title="{title}"><div class="error">'
+                f"failed: {html.escape(row['error'] or 'unknown error')}</div>"
+                f"<figcaption>{html.escape(label)}</figcaption></figure>")
+    loss = f"loss {row['loss_end']:.4g}" if row["loss_end"] is not None else ""
+    secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
+    tiled = ' <span class="tag">2x2 tiled</span>' if entry.get("tiled") else ""
+    return (f'<figure class="card" data-task-id="{task}" title="{title}">'
+            f'<a href="../{html.escape(row["job"])}/{task}.png"><img loading="lazy" src="{html.escape(entry["thumb"])}" '
+            f'alt="{html.escape(row["job"])} {task}"></a>'
+            f"<figcaption>{html.escape(label)}{tiled}<br>{loss} · {secs}</figcaption>{_svg(entry.get('curve', []))}</figure>")
+
+
+def _varying(rows: list[dict]) -> list[str]:
+    """Parameters whose values differ between the tasks of a job (the sweep axes)."""
+    params = [json.loads(r["params"] or "{}") for r in rows]
+    keys = sorted({key for p in params for key in p})
+    return [key for key in keys if len({json.dumps(p.get(key), sort_keys=True) for p in params}) > 1]
+
+
+def _job_section(job: str, rows: list[dict], state: _State) -> str:
+    done = [r for r in rows if r["status"] == "done"]
+    secs = [r["seconds"] for r in done if r["seconds"] is not None]
+    losses = [r["loss_end"] for r in done if r["loss_end"] is not None]
+    median_s = f"{statistics.median(secs):.2f}" if secs else "-"
+    median_loss = f"{statistics.median(losses):.4g}" if losses else "-"
+    summary = ('<table class="summary"><tr><th>kind</th><th>done</th><th>failed</th><th>median seconds</th>'
+               "<th>median loss</th><th>contact sheet</th></tr>"
+               f"<tr><td>{html.escape(rows[0]['kind'])}</td><td>{len(done)}</td><td>{len(rows) - len(done)}</td>"
+               f'<td>{median_s}</td><td>{median_loss}</td><td><a href="{html.escape(job)}.png">{html.escape(job)}.png</a>'
+               "</td></tr></table>")
+    inputs: dict[str, list[str]] = {}
+    for row in rows:
+        for role, uris in json.loads(row["inputs"] or "{}").items():
+            for uri in uris:
+                inputs.setdefault(uri, [])
+                if role not in inputs[uri]:
+                    inputs[uri].append(role)
+    strip = "".join(
+        f'<figure class="input"><img src="{html.escape(state.inputs[uri])}" alt="input {html.escape(uri)}">'
+        f"<figcaption>{html.escape('/'.join(roles))}: {html.escape(uri.rsplit('/', 1)[-1])}</figcaption></figure>"
+        for uri, roles in list(inputs.items())[:24] if uri in state.inputs)
+    varying = _varying(rows)
+    cards = {r["task_id"]: _card(r, state.tasks.get(r["task_id"], {}), varying) for r in rows}
+    body = _sweep_table(rows, varying, cards) if 1 <= len(varying) <= 2 else \
+        '<div class="grid">' + "".join(cards[r["task_id"]] for r in rows) + "</div>"
+    return (f'<section id="job-{html.escape(job)}"><h2>{html.escape(job)}</h2>{summary}'
+            f'<div class="inputs">{strip}</div>{body}</section>')
+
+
+def _sweep_table(rows: list[dict], axes: list[str], cards: dict[str, str]) -> str:
+    """One parameter per axis: rows for the first, columns for the second; seeds side by side."""
+    def value(row: dict, key: str) -> str:
+        return json.dumps(json.loads(row["params"] or "{}").get(key), sort_keys=True)
+
+    row_values = sorted({value(r, axes[0]) for r in rows})
+    col_values = sorted({value(r, axes[1]) for r in rows}) if len(axes) == 2 else [None]
+    head = f"<tr><th>{html.escape(axes[0])} \\ {html.escape(axes[1]) if len(axes) == 2 else ''}</th>" + "".join(
+        f"<th>{html.escape(c) if c is not None else ''}</th>" for c in col_values) + "</tr>"
+    lines = []
+    for rv in row_values:
+        cells = []
+        for cv in col_values:
+            members = [r for r in rows if value(r, axes[0]) == rv and (cv is None or value(r, axes[1]) == cv)]
+            cells.append("<td>" + "".join(cards[r["task_id"]] for r in members) + "</td>")
+        lines.append(f"<tr><th>{html.escape(rv)}</th>{''.join(cells)}</tr>")
+    return f'<table class="sweep">{head}{"".join(lines)}</table>'
+
+
+def _contact_sheet(storage: Storage, output: str, rows: list[dict], state: _State) -> bytes:
+    columns = min(8, max(1, len(rows)))
+    cell_w, cell_h = THUMB + 8, THUMB + 22
+    sheet = Image.new("RGB", (columns * cell_w, math.ceil(len(rows) / columns) * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, row in enumerate(rows):
+        x, y = (i % columns) * cell_w + 4, (i // columns) * cell_h + 4
+        entry = state.tasks.get(row["task_id"], {})
+        if row["status"] == "done" and entry.get("thumb"):
+            thumb = Image.open(io.BytesIO(storage.read(join(output, REPORT, entry["thumb"]))))
+            sheet.paste(thumb, (x, y))
+            label = f"seed {row['seed']} loss {row['loss_end']:.3g}"
+        else:
+            draw.rectangle([x, y, x + THUMB - 1, y + THUMB - 1], outline="red", width=3)
+            label = f"seed {row['seed']} FAILED"
+        draw.text((x, y + THUMB + 3), label, fill="black")
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>texfarm report: {title}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} h2{{border-bottom:1px solid #ccc}}
+.grid{{display:flex;flex-wrap:wrap;gap:10px}} .card,.input{{margin:0;width:{thumb}px;font-size:12px}}
+.card img,.input img{{max-width:{thumb}px;max-height:{thumb}px;display:block;background:#eee}}
+.failed .error{{width:{thumb}px;height:{thumb}px;overflow:auto;background:#fdecea;color:#a00;font-size:11px;padding:4px;box-sizing:border-box}}
+.inputs{{display:flex;gap:10px;margin:.5em 0 1em}} .tag{{background:#def;padding:0 3px}}
+table.summary td,table.summary th{{padding:2px 10px;text-align:left}} table.sweep td{{vertical-align:top}}
+table.sweep td .card{{display:inline-block;margin-right:6px}} img.broken{{outline:3px solid red}}
+</style></head><body>
+<h1>texfarm report: {title}</h1>
+<p>{tasks} tasks in {jobs} jobs: {done} done, {failed} failed. Click a thumbnail for the full image; hover for its parameters.</p>
+{sections}
+<script>
+// Self-check: mark images that did not load and count errors, so a broken page is visible.
+const texfarmErrors = [];
+addEventListener("error", (e) => texfarmErrors.push(String(e.message || (e.target && e.target.src))), true);
+addEventListener("load", () => {{
+  const images = Array.from(document.images);
+  const broken = images.filter((i) => !i.complete || i.naturalWidth === 0);
+  broken.forEach((i) => i.classList.add("broken"));
+  document.body.dataset.images = images.length;
+  document.body.dataset.broken = broken.length;
+  document.body.dataset.errors = texfarmErrors.length;
+}});
+</script></body></html>
+"""
+
+
+def build_report(storage: Storage, output: str, name: Optional[str] = None) -> ReportSummary:
+    """(Re)write the report for the catalog under ``output``, processing only what is new."""
+    rows = catalog.read_rows(storage, output)
+    if not rows:
+        raise StorageError(f"no catalog at {catalog.catalog_uri(output)}: run the manifest first")
+    state = _State(storage, output)
+    fresh = [r for r in rows if state.tasks.get(r["task_id"], {}).get("status") != r["status"]]
+    with ThreadPoolExecutor(storage.config.max_concurrency) as pool:
+        for row, entry in zip(fresh, pool.map(lambda r: _process_task(storage, output, r), fresh)):
+            state.tasks[row["task_id"]] = entry
+        uris = {uri for r in rows for uris in json.loads(r["inputs"] or "{}").values() for uri in uris}
+        new_uris = sorted(uris - set(state.inputs))
+
+        def input_thumb(uri: str) -> Optional[str]:
+            try:
+                return _process_input(storage, output, uri)
+            except Exception:  # a missing or unreadable input just has no thumbnail
+                return None
+
+        for uri, thumb in zip(new_uris, pool.map(input_thumb, new_uris)):
+            if thumb:
+                state.inputs[uri] = thumb
+    jobs: dict[str, list[dict]] = {}
+    for row in sorted(rows, key=lambda r: (r["job"], r["seed"] or 0, r["task_id"])):
+        jobs.setdefault(row["job"], []).append(row)
+    changed_jobs = {r["job"] for r in fresh}
+    sheets = []
+    for job, job_rows in jobs.items():
+        sheet_uri = join(output, REPORT, f"{job}.png")
+        if job in changed_jobs or not storage.exists(sheet_uri):
+            storage.write(sheet_uri, _contact_sheet(storage, output, job_rows, state))
+            sheets.append(sheet_uri)
+    done = sum(r["status"] == "done" for r in rows)
+    page = PAGE.format(title=html.escape(name or output.rsplit("/", 1)[-1]), thumb=THUMB, tasks=len(rows),
+                       jobs=len(jobs), done=done, failed=len(rows) - done,
+                       sections="\n".join(_job_section(job, job_rows, state) for job, job_rows in jobs.items()))
+    index = join(output, REPORT, "index.html")
+    storage.write(index, page.encode())
+    storage.write(state.uri, state.dumps())
+    return ReportSummary(index, len(rows), len(fresh), sheets)

@@ -1,0 +1,126 @@
+"""The report, built from a real run of the test setup (local Ray, local output folder)."""
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.manifest import parse_manifest
+from pipelines.report import build_report
+from pipelines.run import run_manifest
+from pipelines.storage import Storage
+from tests.conftest import DATA
+
+pytestmark = pytest.mark.slow
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.task_ids = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("href", "src"):
+            if attrs.get(key):
+                self.links.append(attrs[key])
+        if "data-task-id" in attrs:
+            self.task_ids.append(attrs["data-task-id"])
+
+
+def _manifest(tmp_path, seeds=2):
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    path = tmp_path / "run.yaml"
+    path.write_text(f"""\
+name: report-test
+output: out
+model: {{weights: random}}
+cluster: {{workers: 2}}
+jobs:
+  - name: sweep
+    kind: texture
+    inputs: {DATA / 'textures' / 'pebbles.jpg'}
+    seeds: {seeds}
+    params: {{size: 32, iterations: 2}}
+    sweep: {{exemplar_scale: [0.5, 1.0], tileable: [false, true]}}
+  - name: mixed
+    kind: texture
+    inputs: [{DATA / 'textures' / 'red_peppers.jpg'}, broken.png]
+    seeds: 1
+    params: {{size: 32, iterations: 2}}
+""")
+    return parse_manifest(str(path))
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory, ray_cluster):
+    tmp_path = tmp_path_factory.mktemp("report")
+    manifest = _manifest(tmp_path)
+    run_manifest(manifest, stream=None)
+    summary = build_report(Storage(), manifest.output, manifest.name)
+    return tmp_path, manifest, summary
+
+
+def test_every_task_appears_once_and_every_link_resolves(report_run):
+    tmp_path, manifest, summary = report_run
+    report_dir = Path(manifest.output) / "report"
+    page = (report_dir / "index.html").read_text()
+    parser = _Links()
+    parser.feed(page)
+    rows = pq.read_table(Path(manifest.output) / "catalog.parquet").to_pylist()
+    assert sorted(parser.task_ids) == sorted(r["task_id"] for r in rows)  # each exactly once
+    assert len(rows) == 2 * 2 * 2 + 2
+    for link in parser.links:
+        assert (report_dir / link).resolve().is_file(), link
+    assert {f"../sweep/{r['task_id']}.png" for r in rows if r["job"] == "sweep"} <= set(parser.links)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and "not a readable image" in failed[0]["error"]
+    card = re.search(rf'data-task-id="{failed[0]["task_id"]}".*?</figure>', page, re.S).group(0)
+    assert "failed:" in card and "not a readable image" in card
+    # The sweep is a table with one parameter per axis; tileable results are shown tiled 2x2.
+    assert '<table class="sweep"><tr><th>exemplar_scale \\ tileable</th><th>false</th><th>true</th>' in page
+    assert page.count("2x2 tiled") == 4
+    assert page.count('<svg class="curve"') == len(rows) - 1
+    assert (report_dir / "sweep.png").stat().st_size > 0 and (report_dir / "mixed.png").stat().st_size > 0
+
+
+def test_regenerating_only_adds_what_is_new(report_run):
+    tmp_path, manifest, _ = report_run
+    again = build_report(Storage(), manifest.output, manifest.name)
+    assert again.new_thumbnails == 0 and again.contact_sheets == []
+    more = _manifest(tmp_path, seeds=3)  # one more seed per sweep point: 4 new tasks
+    run_manifest(more, stream=None)
+    third = build_report(Storage(), more.output, more.name)
+    assert third.new_thumbnails == 4 and third.tasks == 14
+    assert [Path(s).name for s in third.contact_sheets] == ["sweep.png"]
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_page_loads_in_a_real_browser(report_run, tmp_path):
+    _, manifest, _ = report_run
+    browser = _chromium()
+    if browser is None and not os.environ.get("CI"):
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    assert browser, "chromium missing: .ci/run should have installed it"
+    index = (Path(manifest.output) / "report" / "index.html").resolve()
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,12000", "--enable-logging=stderr",
+             "--log-level=0", "--virtual-time-budget=5000"]
+    dom = subprocess.run(flags + ["--dump-dom", index.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
+    attrs = dict(re.findall(r'data-(\w+)="(\d+)"', body))
+    assert int(attrs["images"]) > 10 and attrs["broken"] == "0" and attrs["errors"] == "0", attrs
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "error" in line.lower() or "uncaught" in line.lower()], console
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + [f"--screenshot={shot}", index.as_uri()], capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10_000
