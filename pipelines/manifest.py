@@ -61,6 +61,7 @@ class TaskSpec:
     inputs: dict[str, list[str]]
     params: dict[str, Any]
     output_prefix: str  # {output}/{job}/{task_id}
+    depends_on: list[str] = field(default_factory=list)  # task ids that must finish first
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -230,8 +231,30 @@ def _sweep(v: _Validator, kind: TaskKind, sweep: Any, path: tuple, max_size: int
     return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
 
 
+# A generate / stylize job may name a training job of the same manifest instead of generator files.
+TRAINER_OF = {"generate": "train_texture_net", "stylize": "train_stylizer"}
+
+
+def _generator_reference(v: _Validator, value: Any, path: tuple, kind: str, jobs: dict[str, tuple[str, list]]):
+    """{job: NAME} → (URIs of NAME's trained generators, their task ids), or None if not a reference."""
+    if not isinstance(value, dict):
+        return None
+    if set(value) != {"job"} or not isinstance(value["job"], str):
+        v.add(path, "must be generator URIs, or {job: NAME} naming a training job of this manifest")
+        return [], []
+    name = value["job"]
+    if name not in jobs:
+        v.add(path + ("job",), f"no job named {name!r} in this manifest{_suggest(name, set(jobs))}")
+        return [], []
+    trainer_kind, trainer_tasks = jobs[name]
+    if trainer_kind != TRAINER_OF[kind]:
+        v.add(path + ("job",), f"job {name!r} is a {trainer_kind} job; a {kind} job needs a {TRAINER_OF[kind]} job")
+        return [], []
+    return [t.output_prefix + ".safetensors" for t in trainer_tasks], [t.task_id for t in trainer_tasks]
+
+
 def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: str, weights: str,
-               max_size: int, seen_names: dict[str, int]) -> list[TaskSpec]:
+               max_size: int, seen_names: dict[str, int], trainers: dict[str, tuple[str, list]]) -> list[TaskSpec]:
     if not isinstance(job, dict):
         v.add(path, "each job must be a mapping with name, kind, inputs, seeds and params")
         return []
@@ -251,12 +274,18 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
         return []
     kind = KINDS[kind_name]
     v.mapping(job, path, JOB_KEYS | {kind.fanout, *kind.shared})
-    roles = {}
+    roles, depends = {}, {}
     for role in (kind.fanout, *kind.shared):
         if role not in job:
-            v.add(path, f"missing required key '{role}' (input images for kind '{kind_name}')")
+            v.add(path, f"missing required key '{role}' (inputs for kind '{kind_name}')")
             continue
-        roles[role] = _expand_inputs(v, storage, job[role], path + (role,))
+        reference = _generator_reference(v, job[role], path + (role,), kind_name, trainers) \
+            if role in kind.raw else None
+        if reference is not None:
+            roles[role] = reference[0]
+            depends.update(zip(*reference))
+        else:
+            roles[role] = _expand_inputs(v, storage, job[role], path + (role,))
     params = job.get("params") or {}
     if not isinstance(params, dict):
         v.add(path + ("params",), "must be a mapping of parameter names to values")
@@ -266,15 +295,18 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
     seeds = _seeds(v, job, path)
     if v.problems or name is None:
         return []
+    # One task per fan-out input, per generator file, per sweep point, per seed.
+    per_task = [kind.fanout, *(role for role in kind.shared if role in kind.raw)]
     tasks = []
-    for fanout_uri in roles[kind.fanout]:
-        inputs = {kind.fanout: [fanout_uri], **{role: roles[role] for role in kind.shared}}
+    for picks in itertools.product(*(roles[role] for role in per_task)):
+        inputs = {**{role: roles[role] for role in kind.shared}, **{role: [uri] for role, uri in zip(per_task, picks)}}
+        needs = sorted(depends[uri] for uri in picks if uri in depends)
         for combo in combos:
             task_params = {**params, **combo}
             for seed in seeds:
                 task_id = _task_id(kind_name, inputs, task_params, seed, weights)
                 tasks.append(TaskSpec(task_id, name, kind_name, seed, inputs, task_params,
-                                      join(output, name, task_id)))
+                                      join(output, name, task_id), needs))
     return tasks
 
 
@@ -328,8 +360,16 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     model = {"weights": weights, "pooling": pooling, "seed": seed}
     wid = weights_id(weights, seed, pooling)
     seen: dict[str, int] = {}
-    tasks = [t for i, job in enumerate(jobs)
-             for t in _job_tasks(v, storage, job, ("jobs", i), output, wid, max_size, seen)]
+    # Jobs that use another job's generators expand after every other job.
+    uses_trainer = [isinstance(job, dict) and job.get("kind") in TRAINER_OF and isinstance(job.get("generator"), dict)
+                    for job in jobs]
+    by_job: dict[int, list[TaskSpec]] = {}
+    trainers: dict[str, tuple[str, list]] = {}
+    for i in sorted(range(len(jobs)), key=lambda i: uses_trainer[i]):
+        by_job[i] = _job_tasks(v, storage, jobs[i], ("jobs", i), output, wid, max_size, seen, trainers)
+        if isinstance(jobs[i], dict) and isinstance(jobs[i].get("name"), str):
+            trainers[jobs[i]["name"]] = (jobs[i].get("kind"), by_job[i])
+    tasks = [t for i in range(len(jobs)) for t in by_job[i]]
     if v.problems:
         raise ManifestError(filename, v.problems)
     return Manifest(filename, name, output, dict(storage_cfg), dict(cluster), model, dict(limits), jobs, tasks)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections import OrderedDict
 from typing import Any, Optional
 
 from tasks.device import describe, free_memory, is_out_of_memory, pick_device, set_threads
@@ -17,8 +18,11 @@ from tasks.registry import get_kind
 from tasks.vgg import VGGFeatures
 
 from . import records
+from .checkpoints import StorageCheckpoints
 from .storage import Storage, StorageConfig
 from .weights import local_weights
+
+RAW_CACHE_SIZE = 8  # trained generators kept per actor (a few MB each)
 
 
 class Renderer:
@@ -30,6 +34,7 @@ class Renderer:
         self.device = pick_device(device)
         self.manifest_name = manifest_name
         self.max_input_pixels = max_input_pixels
+        self.raw_cache: OrderedDict[str, bytes] = OrderedDict()
         weights = local_weights(model.get("weights", "imagenet"), self.storage)
         self.vgg = VGGFeatures(weights, model.get("pooling", "avg"), model.get("seed", 0), "relu5_4", self.device)
         # The id is of the weights as named in the manifest (a URI), not of the local cache path.
@@ -43,11 +48,22 @@ class Renderer:
     def ready(self) -> str:
         return describe(self.device)
 
-    def _read_inputs(self, inputs: dict[str, list[str]]):
-        uris = [uri for role_uris in inputs.values() for uri in role_uris]
+    def _read_inputs(self, inputs: dict[str, list[str]], raw_roles: tuple[str, ...]):
+        """Images decoded; raw roles (generator files) as bytes, cached per actor by URI."""
+        uris = [uri for role_uris in inputs.values() for uri in role_uris if uri not in self.raw_cache]
         blobs = dict(zip(uris, self.storage.read_many(uris)))
-        return {role: [decode_image(blobs[uri], self.max_input_pixels, name=uri) for uri in role_uris]
-                for role, role_uris in inputs.items()}
+        out = {}
+        for role, role_uris in inputs.items():
+            if role in raw_roles:
+                for uri in role_uris:
+                    self.raw_cache.setdefault(uri, blobs.get(uri))
+                    self.raw_cache.move_to_end(uri)
+                out[role] = [self.raw_cache[uri] for uri in role_uris]
+                while len(self.raw_cache) > RAW_CACHE_SIZE:
+                    self.raw_cache.popitem(last=False)
+            else:
+                out[role] = [decode_image(blobs[uri], self.max_input_pixels, name=uri) for uri in role_uris]
+        return out
 
     def render(self, spec: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
         """Run one task end to end; always returns its record (status done or failed), never raises."""
@@ -59,15 +75,17 @@ class Renderer:
             kind = get_kind(spec["kind"])
             params = build_params(kind.params, spec["params"])
             t0 = time.perf_counter()
-            inputs = self._read_inputs(spec["inputs"])
+            inputs = self._read_inputs(spec["inputs"], kind.raw)
             read_seconds = time.perf_counter() - t0
-            result = kind.run(inputs, params, self.vgg, spec["seed"])
+            extra = {"checkpoints": StorageCheckpoints(self.storage, prefix)} if kind.checkpoints else {}
+            result = kind.run(inputs, params, self.vgg, spec["seed"], **extra)
             t0 = time.perf_counter()
             pngs = [encode_png(image) for image in result.images]
             names = [f"{prefix}.png"] + [f"{prefix}_{i}.png" for i in range(1, len(pngs))]
-            self.storage.write_many(zip(names, pngs))
+            files = [(prefix + suffix, data) for suffix, data in result.files.items()]
+            self.storage.write_many([*zip(names, pngs), *files])
             record.update(result.record)
-            record.update(status="done", output_uri=names[0], outputs=names,
+            record.update(status="done", output_uri=names[0], outputs=names + [uri for uri, _ in files],
                           read_seconds=round(read_seconds, 4), write_seconds=round(time.perf_counter() - t0, 4))
         except Exception as exc:  # recorded, not raised: one bad task must not stop the others
             error = f"{type(exc).__name__}: {exc}"

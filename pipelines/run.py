@@ -111,7 +111,7 @@ def run_manifest(
                      f"{len(todo)} to run\n")
     new_records: dict[str, dict] = {}
     if todo:
-        new_records = _execute(manifest, todo, address, storage, stream, on_dispatch, summary)
+        new_records = _execute(manifest, todo, done_before, address, storage, stream, on_dispatch, summary)
         summary.executed = len(todo)
     summary.records = list(new_records.values())
     summary.failed = [r for r in summary.records if r["status"] != "done"]
@@ -120,8 +120,50 @@ def run_manifest(
     return summary
 
 
-def _execute(manifest: Manifest, todo: list[TaskSpec], address: Optional[str], storage: Storage,
-             stream: Optional[TextIO], on_dispatch, summary: RunSummary) -> dict[str, dict]:
+class _TaskQueue:
+    """Ready tasks in manifest order; a task that needs others' outputs (a generator being trained)
+    waits and becomes ready when they are done, or is handed back as blocked when one fails."""
+
+    def __init__(self, todo: list[TaskSpec], done_before: set[str]) -> None:
+        self.ready: deque[TaskSpec] = deque()
+        self.waiting: dict[str, tuple[TaskSpec, set[str]]] = {}
+        self.dependents: dict[str, list[str]] = {}
+        for task in todo:
+            missing = {dep for dep in task.depends_on if dep not in done_before}
+            if not missing:
+                self.ready.append(task)
+                continue
+            self.waiting[task.task_id] = (task, missing)
+            for dep in missing:
+                self.dependents.setdefault(dep, []).append(task.task_id)
+
+    def __bool__(self) -> bool:
+        return bool(self.ready or self.waiting)
+
+    def finished(self, task_id: str, ok: bool) -> list[TaskSpec]:
+        """Release the tasks waiting on ``task_id``; return those that can no longer run."""
+        blocked = []
+        for waiter in self.dependents.pop(task_id, []):
+            if waiter not in self.waiting:
+                continue
+            task, missing = self.waiting[waiter]
+            missing.discard(task_id)
+            if not ok:
+                del self.waiting[waiter]
+                blocked.append(task)
+            elif not missing:
+                del self.waiting[waiter]
+                self.ready.append(task)
+        return blocked
+
+    def drain_waiting(self) -> list[TaskSpec]:
+        tasks = [task for task, _ in self.waiting.values()]
+        self.waiting.clear()
+        return tasks
+
+
+def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], address: Optional[str],
+             storage: Storage, stream: Optional[TextIO], on_dispatch, summary: RunSummary) -> dict[str, dict]:
     started = time.perf_counter()
     ray = _init_ray(address)
     from ray.exceptions import RayError
@@ -138,20 +180,40 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], address: Optional[str], s
     summary.startup_seconds = time.perf_counter() - started
     started = time.perf_counter()
 
-    queue = deque(todo)
+    queue = _TaskQueue(todo, done_before)
     attempts: dict[str, int] = {}
     # ref -> (actor, task); task None marks a readiness probe of an actor that died and restarts.
     in_flight: dict[Any, tuple[Any, Optional[TaskSpec]]] = {}
     idle = list(actors)
     results: dict[str, dict] = {}
     progress = Progress(len(todo), stream)
+
+    def finish(task: TaskSpec, record: dict) -> None:
+        results[task.task_id] = record
+        ok = record["status"] == "done"
+        progress.done += ok
+        progress.failed += not ok
+        for blocked in queue.finished(task.task_id, ok):
+            finish(blocked, fail(blocked, f"not run: it needs the output of task {task.task_id} ({task.job}), "
+                                          "which failed"))
+
+    def fail(task: TaskSpec, error: str) -> dict:
+        record = records.failed_record(task.to_dict(), manifest.name, manifest.weights_id, error,
+                                       attempts=attempts.get(task.task_id, 0))
+        storage.write(task.output_prefix + records.FAILED_SUFFIX, records.dumps(record))
+        return record
+
     while queue or any(task for _, task in in_flight.values()):
-        while queue and idle:
-            actor, task = idle.pop(), queue.popleft()
+        while queue.ready and idle:
+            actor, task = idle.pop(), queue.ready.popleft()
             attempts[task.task_id] = attempts.get(task.task_id, 0) + 1
             in_flight[actor.render.remote(task.to_dict(), attempts[task.task_id])] = (actor, task)
             if on_dispatch:
                 on_dispatch(task, actor)
+        if not queue.ready and not any(task for _, task in in_flight.values()):
+            for task in queue.drain_waiting():  # waiting on tasks that will never run here
+                finish(task, fail(task, f"not run: it waits for tasks {task.depends_on} that are not part of this run"))
+            continue
         progress.running = sum(1 for _, task in in_flight.values() if task)
         progress.show()
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
@@ -166,23 +228,15 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], address: Optional[str], s
                 if task is None:
                     continue
                 if attempts[task.task_id] <= max_retries:
-                    queue.appendleft(task)
+                    queue.ready.appendleft(task)
                     continue
-                record = records.failed_record(
-                    task.to_dict(), manifest.name, manifest.weights_id,
-                    f"the worker died {attempts[task.task_id]} times running this task "
-                    f"(last: {type(exc).__name__}); giving up after cluster.max_retries={max_retries}",
-                    attempts=attempts[task.task_id])
-                storage.write(task.output_prefix + records.FAILED_SUFFIX, records.dumps(record))
+                record = fail(task, f"the worker died {attempts[task.task_id]} times running this task "
+                                    f"(last: {type(exc).__name__}); giving up after cluster.max_retries={max_retries}")
             else:
                 idle.append(actor)
                 if task is None:
                     continue
-            results[task.task_id] = record
-            if record["status"] == "done":
-                progress.done += 1
-            else:
-                progress.failed += 1
+            finish(task, record)
     summary.execute_seconds = time.perf_counter() - started
     progress.running = 0
     progress.show(final=True)

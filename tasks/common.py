@@ -18,10 +18,12 @@ MIN_OCTAVE_SIDE = 32  # below this the deepest pooling layers have almost nothin
 
 @dataclass
 class TaskOutput:
-    """What every task kind returns: output images (1, 3, H, W) in [0, 1] and a JSON-able record."""
+    """What every task kind returns: output images (1, 3, H, W) in [0, 1], a JSON-able record, and
+    any other files (a trained generator) to store next to the images."""
 
     images: list[torch.Tensor]
     record: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # extra outputs by key suffix, e.g. ".safetensors"
 
 
 def octave_sizes(h: int, w: int, octaves: int) -> list[tuple[int, int]]:

@@ -127,3 +127,46 @@ class MRFStyleParams(MRFParams):
     style_weight: float = 1.0
     style_scale: float = 1.0  # style long side = style_scale x output long side
     noise: float = 0.0
+
+
+# Ulyanov, Lebedev, Vedaldi, Lempitsky 2016 "Texture Networks": a multi-scale generator trained with
+# the Gram loss of Gatys et al., Adam with learning-rate decay.
+@dataclass
+class TextureNetParams:
+    size: Size = 256  # training image size (square N or "WxH"); generation works at any size later
+    iterations: int = 2000  # Adam steps
+    batch_size: int = 8
+    lr: float = 0.01
+    lr_decay: float = 0.8  # the learning rate is multiplied by this every lr_decay_every steps
+    lr_decay_every: int = 400
+    scales: int = 5  # paper: K = 5 or 6 noise scales
+    channels: int = 8  # paper: 8 channels per scale, concatenated as the scales join
+    padding: str = "circular"  # circular | zeros | reflect (paper: zero padding; see tasks/generator.py)
+    norm: str = "batch"  # batch (paper) | instance
+    layers: list = field(default_factory=lambda: list(GATYS_TEXTURE_LAYERS))
+    layer_weights: Optional[list] = None
+    exemplar_scale: float = 1.0
+    checkpoint_every: int = 200  # steps; a preempted training loses at most this many
+    samples: int = 4  # images in the sample grid saved with each checkpoint
+
+
+@dataclass
+class StylizerParams(TextureNetParams):
+    style_layers: list = field(default_factory=lambda: list(GATYS_STYLE_LAYERS))
+    style_layer_weights: Optional[list] = None
+    content_layer: str = "relu4_2"
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    style_scale: float = 1.0  # style image long side = style_scale x training size
+
+
+@dataclass
+class GenerateParams:
+    size: Size = 512  # any multiple of 2^(scales-1); N or "WxH"
+    count: int = 1  # textures per task (seeds seed*count ... seed*count+count-1)
+    batch_size: int = 8  # textures per forward pass
+
+
+@dataclass
+class StylizeParams:
+    size: Size = 512  # long side of the output (content aspect, rounded to the generator's multiple)

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import gatys, mrf
-from .params import MRFParams, MRFStyleParams, StyleParams, TextureParams
+from . import gatys, mrf, texture_nets
+from .params import (GenerateParams, MRFParams, MRFStyleParams, StyleParams, StylizeParams, StylizerParams,
+                     TextureNetParams, TextureParams)
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class TaskKind:
     params: type
     fanout: str  # the input role with one task per image ("inputs" or "content")
     shared: tuple[str, ...] = ()  # input roles every task of the job receives whole (e.g. "style")
+    raw: tuple[str, ...] = ()  # input roles passed as bytes, not decoded images (a generator file)
+    checkpoints: bool = False  # long training: run() takes a CheckpointStore as `checkpoints`
 
 
 KINDS: dict[str, TaskKind] = {
@@ -25,6 +28,13 @@ KINDS: dict[str, TaskKind] = {
     "style": TaskKind("style", gatys.style, StyleParams, fanout="content", shared=("style",)),
     "mrf": TaskKind("mrf", mrf.mrf, MRFParams, fanout="inputs"),
     "mrf_style": TaskKind("mrf_style", mrf.mrf_style, MRFStyleParams, fanout="content", shared=("style",)),
+    "train_texture_net": TaskKind("train_texture_net", texture_nets.train_texture_net, TextureNetParams,
+                                  fanout="inputs", checkpoints=True),
+    "train_stylizer": TaskKind("train_stylizer", texture_nets.train_stylizer, StylizerParams, fanout="style",
+                               shared=("content",), checkpoints=True),
+    "generate": TaskKind("generate", texture_nets.generate, GenerateParams, fanout="generator", raw=("generator",)),
+    "stylize": TaskKind("stylize", texture_nets.stylize, StylizeParams, fanout="content", shared=("generator",),
+                        raw=("generator",)),
 }
 
 

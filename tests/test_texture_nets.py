@@ -1,0 +1,100 @@
+import torch
+import torch.nn.functional as F
+
+from tasks.checkpoint import MemoryCheckpoints
+from tasks.generator import TextureGenerator, load_generator
+from tasks.params import GenerateParams, StylizeParams, StylizerParams, TextureNetParams
+from tasks.texture_nets import generate, stylize, train_stylizer, train_texture_net
+
+TINY = dict(size=32, batch_size=2, scales=3, channels=4, lr=0.05)
+
+
+def _exemplar(pebbles):
+    return F.interpolate(pebbles, size=(64, 64), mode="bilinear", antialias=True)
+
+
+def _train(vgg, pebbles, store=None, seed=0, **params):
+    merged = {**TINY, "iterations": 30, "checkpoint_every": 10, **params}
+    return train_texture_net({"inputs": [_exemplar(pebbles)]}, TextureNetParams(**merged), vgg, seed, store)
+
+
+def test_training_lowers_the_gram_loss(vgg, pebbles):
+    record = _train(vgg, pebbles, iterations=40).record
+    assert record["loss_end"] < 0.5 * record["loss_start"], record
+    assert record["iterations"] == 40 and record["steps_per_second"] > 0
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(vgg, pebbles):
+    whole = _train(vgg, pebbles, MemoryCheckpoints(), iterations=30)
+    store = MemoryCheckpoints()
+    first = _train(vgg, pebbles, store, iterations=20)  # "preempted" after its step-20 checkpoint
+    assert sorted(store.saved) == [10, 20] and first.record["resumed_from"] == 0
+    resumed = _train(vgg, pebbles, store, iterations=30)
+    assert resumed.record["resumed_from"] == 20 and resumed.record["steps"] == 10
+    a, b = load_generator(whole.files[".safetensors"]), load_generator(resumed.files[".safetensors"])
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    assert resumed.record["loss_end"] == whole.record["loss_end"]
+
+
+def _seam_ratio(image):
+    img = image[0]
+    inside = torch.cat([(img[:, :, 1:] - img[:, :, :-1]).abs().mean(dim=(0, 1)),
+                        (img[:, 1:, :] - img[:, :-1, :]).abs().mean(dim=(0, 2))]).median()
+    seam = ((img[:, :, 0] - img[:, :, -1]).abs().mean() + (img[:, 0, :] - img[:, -1, :]).abs().mean()) / 2
+    return float(seam / inside)
+
+
+def _frame(image, width=3):
+    """How far the colour of the outer ring departs from the rest: a frame shows as a grid when tiled."""
+    ring = torch.zeros(image.shape[-2:], dtype=torch.bool)
+    ring[:width] = ring[-width:] = True
+    ring[:, :width] = ring[:, -width:] = True
+    return float((image[0][:, ring].mean(1) - image[0][:, ~ring].mean(1)).abs().sum())
+
+
+def test_circular_padding_makes_seamless_textures_and_zero_padding_does_not(vgg, pebbles):
+    measured = {}
+    for padding in ("circular", "zeros"):
+        trained = _train(vgg, pebbles, padding=padding, iterations=40)
+        images = generate({"generator": [trained.files[".safetensors"]]}, GenerateParams(size=64, count=4), vgg, 0).images
+        measured[padding] = {
+            "seam": sum(_seam_ratio(i) for i in images) / 4,
+            "frame": sum(_frame(i) for i in images) / 4,
+            # The same ring measure with the image rolled by half: the ring is then interior pixels.
+            "frame_rolled": sum(_frame(i.roll((32, 32), dims=(2, 3))) for i in images) / 4,
+        }
+    circular, zeros = measured["circular"], measured["zeros"]
+    # Circular: the wrap-around step is a typical step, and the border looks like the inside.
+    assert circular["seam"] < 1.5 and circular["frame"] < 2 * circular["frame_rolled"], measured
+    # Zero padding paints a frame: a visible grid when tiled.
+    assert zeros["frame"] > 2.5 * zeros["frame_rolled"] and zeros["frame"] > 3 * circular["frame"], measured
+
+
+def test_generate_any_size_and_seeds_differ(vgg, pebbles):
+    weights = _train(vgg, pebbles, iterations=5).files[".safetensors"]
+    out = generate({"generator": [weights]}, GenerateParams(size="96x64", count=3, batch_size=2), vgg, 7)
+    assert [tuple(i.shape) for i in out.images] == [(1, 3, 64, 96)] * 3  # larger than the 32 px training size
+    assert out.record["seeds"] == [21, 22, 23]
+    assert (out.images[0] - out.images[1]).abs().mean() > 0.01
+    again = generate({"generator": [weights]}, GenerateParams(size="96x64", count=3, batch_size=3), vgg, 7)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(out.images, again.images))  # batching-independent
+
+
+def test_generator_sizes_must_fit_its_scales():
+    model = TextureGenerator(scales=4)
+    try:
+        model.noise(1, (60, 64), 0)
+    except ValueError as exc:
+        assert "multiple of 8" in str(exc)
+    else:
+        raise AssertionError("a size that is not a multiple of 8 was accepted")
+
+
+def test_stylizer_trains_and_stylizes_in_one_pass(vgg, content_image, starry, pebbles):
+    params = StylizerParams(**{**TINY, "iterations": 30, "checkpoint_every": 30})
+    trained = train_stylizer({"style": [starry], "content": [content_image, _exemplar(pebbles)]}, params, vgg, 0)
+    assert trained.record["loss_end"] < trained.record["loss_start"]
+    out = stylize({"generator": [trained.files[".safetensors"]], "content": [content_image]},
+                  StylizeParams(size=64), vgg, 0)
+    assert out.images[0].shape == (1, 3, 48, 64)  # the content's 4:3 aspect, sides multiples of 4
