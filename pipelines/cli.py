@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from tasks.optimize import Diverged
+from tasks.vgg import WeightsUnavailable
+
 from .manifest import ManifestError, parse_manifest
 from .storage import Storage, StorageConfig, StorageError
 
@@ -58,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
         _add_render_options(parser_)
     style.add_argument("--style-weights", type=float, nargs="+", help="blend weights, one per style image")
     style.add_argument("--preserve-colors", action="store_true", default=None)
+    generate = kinds.add_parser("generate", help="textures from a trained Texture Network generator, one pass")
+    generate.add_argument("generator", help="a .safetensors generator (path or s3:// URI)")
+    generate.add_argument("-o", "--output", required=True, help="output PNG (with --count N: OUT_1.png ...)")
+    generate.add_argument("--size", type=_size, help="N or WxH, a multiple of 2^(scales-1)")
+    generate.add_argument("--count", type=int)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--device")
+    stylize = kinds.add_parser("stylize", help="stylize a photo with a trained stylizer, one pass")
+    stylize.add_argument("content")
+    stylize.add_argument("generator")
+    stylize.add_argument("-o", "--output", required=True)
+    stylize.add_argument("--size", type=_size)
+    stylize.add_argument("--seed", type=int, default=0)
+    stylize.add_argument("--device")
     for parser_ in (mrf, mrf_style):
         parser_.add_argument("--patch-size", type=int)
         parser_.add_argument("--chunk", type=int, help="exemplar patches per matrix product (bounds memory)")
@@ -99,19 +116,29 @@ def _render(args: argparse.Namespace) -> int:
 
     storage = Storage(StorageConfig())
     kind = get_kind(args.kind)
-    skip = {"command", "kind", "output", "seed", "weights", "pooling", "device", "exemplar", "content", "style"}
-    params = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
-    params = build_params(kind.params, params)
-    roles = {"inputs": [args.exemplar]} if kind.fanout == "inputs" else {"content": [args.content], "style": args.style}
-    inputs = {role: [decode_image(storage.read(uri), name=uri) for uri in uris] for role, uris in roles.items()}
+    skip = {"command", "kind", "output", "seed", "weights", "pooling", "device", "exemplar", "content", "style",
+            "generator"}
+    params = build_params(kind.params, {k: v for k, v in vars(args).items() if k not in skip and v is not None})
+    named = {"inputs": [getattr(args, "exemplar", None)], "content": [getattr(args, "content", None)],
+             "style": getattr(args, "style", None), "generator": [getattr(args, "generator", None)]}
+    roles = {role: named[role] for role in (kind.fanout, *kind.shared)}
+    inputs = {role: [storage.read(uri) if role in kind.raw else decode_image(storage.read(uri), name=uri)
+                     for uri in uris] for role, uris in roles.items()}
     device = pick_device(args.device)
     clock = time.perf_counter()
-    vgg = VGGFeatures(local_weights(args.weights, storage), args.pooling, 0, "relu5_4", device)
-    result = kind.run(inputs, params, vgg, args.seed)
-    storage.write(args.output, encode_png(result.images[0]))
+    if kind.uses_vgg:
+        vgg = VGGFeatures(local_weights(args.weights, storage), args.pooling, 0, "relu5_4", device)
+        result = kind.run(inputs, params, vgg, args.seed)
+    else:
+        result = kind.run(inputs, params, None, args.seed, device=device)
+    stem, dot, suffix = args.output.rpartition(".")
+    names = [args.output] + [f"{stem}_{i}.{suffix}" for i in range(1, len(result.images))]
+    for name, image in zip(names, result.images):
+        storage.write(name, encode_png(image))
     record = result.record
-    print(f"wrote {args.output}: loss {record['loss_start']:.4g} -> {record['loss_end']:.4g} in "
-          f"{record['iterations']} iterations, {record['seconds']:.1f} s on {device} "
+    losses = (f"loss {record['loss_start']:.4g} -> {record['loss_end']:.4g} in {record['iterations']} iterations, "
+              if record.get("loss_end") is not None else "")
+    print(f"wrote {', '.join(names)}: {losses}{record['seconds']:.2f} s on {device} "
           f"({time.perf_counter() - clock:.1f} s with model load)")
     return EXIT_OK
 
@@ -225,7 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (StorageError, ValueError, OSError) as exc:
+    except (StorageError, ValueError, OSError, WeightsUnavailable, Diverged) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

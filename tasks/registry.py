@@ -21,6 +21,7 @@ class TaskKind:
     shared: tuple[str, ...] = ()  # input roles every task of the job receives whole (e.g. "style")
     raw: tuple[str, ...] = ()  # input roles passed as bytes, not decoded images (a generator file)
     checkpoints: bool = False  # long training: run() takes a CheckpointStore as `checkpoints`
+    uses_vgg: bool = True  # False: run() works from its inputs alone and takes `device`
 
 
 KINDS: dict[str, TaskKind] = {
@@ -32,9 +33,10 @@ KINDS: dict[str, TaskKind] = {
                                   fanout="inputs", checkpoints=True),
     "train_stylizer": TaskKind("train_stylizer", texture_nets.train_stylizer, StylizerParams, fanout="style",
                                shared=("content",), checkpoints=True),
-    "generate": TaskKind("generate", texture_nets.generate, GenerateParams, fanout="generator", raw=("generator",)),
+    "generate": TaskKind("generate", texture_nets.generate, GenerateParams, fanout="generator", raw=("generator",),
+                         uses_vgg=False),
     "stylize": TaskKind("stylize", texture_nets.stylize, StylizeParams, fanout="content", shared=("generator",),
-                        raw=("generator",)),
+                        raw=("generator",), uses_vgg=False),
 }
 
 

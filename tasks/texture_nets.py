@@ -162,11 +162,15 @@ def _round_to(value: int, multiple: int) -> int:
     return max(multiple, round(value / multiple) * multiple)
 
 
+def _device(vgg: Optional[VGGFeatures], device: Optional[torch.device]) -> torch.device:
+    return device or (vgg.device if vgg is not None else torch.device("cpu"))
+
+
 def generate(inputs: dict[str, Sequence[bytes]], params: GenerateParams, vgg: Optional[VGGFeatures],
-             seed: int) -> TaskOutput:
-    """``params.count`` textures of ``params.size`` from a trained generator, in batches."""
+             seed: int, device: Optional[torch.device] = None) -> TaskOutput:
+    """``params.count`` textures of ``params.size`` from a trained generator, in batches (no VGG needed)."""
     clock = time.perf_counter()
-    device = vgg.device if vgg is not None else torch.device("cpu")
+    device = _device(vgg, device)
     model = load_generator(inputs["generator"][0], device)
     h, w = parse_size(params.size)
     if h % model.multiple or w % model.multiple:
@@ -184,11 +188,14 @@ def generate(inputs: dict[str, Sequence[bytes]], params: GenerateParams, vgg: Op
                                "device": str(device), "size": [w, h], "loss_start": None, "loss_end": None})
 
 
-def stylize(inputs: dict[str, Sequence], params: StylizeParams, vgg: Optional[VGGFeatures], seed: int) -> TaskOutput:
+def stylize(inputs: dict[str, Sequence], params: StylizeParams, vgg: Optional[VGGFeatures], seed: int,
+            device: Optional[torch.device] = None) -> TaskOutput:
     """Stylize ``inputs['content'][0]`` with the trained stylizer ``inputs['generator'][0]`` in one pass."""
     clock = time.perf_counter()
-    device = vgg.device if vgg is not None else torch.device("cpu")
+    device = _device(vgg, device)
     model = load_generator(inputs["generator"][0], device)
+    if not model.config["content_channels"]:
+        raise ValueError("this generator was trained by train_texture_net; stylize needs a train_stylizer generator")
     content = inputs["content"][0].to(device)
     h, w = parse_size(params.size, aspect_from=tuple(content.shape[-2:]))
     h, w = _round_to(h, model.multiple), _round_to(w, model.multiple)

@@ -1,0 +1,41 @@
+"""The single-render command (no Ray)."""
+from PIL import Image
+
+from pipelines.cli import main
+from tasks.generator import TextureGenerator, save_generator
+from tests.conftest import DATA
+
+
+def test_render_texture_writes_the_requested_size(tmp_path, capsys):
+    out = tmp_path / "t.png"
+    code = main(["render", "texture", str(DATA / "textures" / "pebbles.jpg"), "-o", str(out), "--size", "48x32",
+                 "--iterations", "4", "--weights", "random", "--tileable", "--octaves", "2"])
+    assert code == 0 and Image.open(out).size == (48, 32)
+    printed = capsys.readouterr().out
+    assert "loss" in printed and "->" in printed and " s on cpu" in printed
+
+
+def test_render_style_with_two_styles(tmp_path):
+    out = tmp_path / "s.png"
+    assert main(["render", "style", str(DATA / "content" / "golden_gate.jpg"), str(DATA / "styles" / "cezanne.jpg"),
+                 str(DATA / "styles" / "starry_night.jpg"), "--style-weights", "0.7", "0.3", "--preserve-colors",
+                 "-o", str(out), "--size", "40", "--iterations", "3", "--weights", "random"]) == 0
+    assert Image.open(out).size == (40, 30)
+
+
+def test_render_generate_and_the_wrong_generator_for_stylize(tmp_path, capsys):
+    weights = tmp_path / "g.safetensors"
+    weights.write_bytes(save_generator(TextureGenerator(scales=3, channels=4)))
+    out = tmp_path / "g.png"
+    assert main(["render", "generate", str(weights), "-o", str(out), "--size", "64x32", "--count", "2"]) == 0
+    assert Image.open(out).size == (64, 32) and Image.open(tmp_path / "g_1.png").size == (64, 32)
+    capsys.readouterr()
+    assert main(["render", "stylize", str(DATA / "content" / "golden_gate.jpg"), str(weights), "-o",
+                 str(tmp_path / "s.png")]) == 2
+    assert "needs a train_stylizer generator" in capsys.readouterr().err
+
+
+def test_missing_weights_file_is_a_clear_usage_error(tmp_path, capsys):
+    code = main(["render", "texture", str(DATA / "textures" / "pebbles.jpg"), "-o", str(tmp_path / "x.png"),
+                 "--weights", str(tmp_path / "nope.pth")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
