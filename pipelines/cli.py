@@ -170,7 +170,13 @@ def _run(args: argparse.Namespace) -> int:
     manifest = _load(args.manifest)
     if manifest is None:
         return EXIT_USAGE
-    summary = run_manifest(manifest, address=args.address or manifest.cluster.get("address"))
+    from .run import WorkerStartError
+
+    try:
+        summary = run_manifest(manifest, address=args.address or manifest.cluster.get("address"))
+    except WorkerStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     storage = Storage(StorageConfig.from_dict(manifest.storage))
     print(catalog.format_summary(catalog.read_rows(storage, manifest.output)))
     print(f"outputs: {manifest.output}/<job>/<task_id>.png\ncatalog: {summary.catalog_uri}")

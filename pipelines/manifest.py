@@ -357,6 +357,14 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     problem = storage.writable_problem(output)
     if problem:
         v.add(("output",), problem + "; choose another output or fix its permissions")
+    if weights not in ("imagenet", "random"):
+        try:
+            found = storage.exists(weights)
+        except StorageError as exc:
+            found, problem = False, str(exc)
+        if not found:
+            v.add(("model", "weights"), f"{weights} does not exist; stage the VGG19 state dict there, "
+                                        "or use `imagenet` or `random`")
     model = {"weights": weights, "pooling": pooling, "seed": seed}
     wid = weights_id(weights, seed, pooling)
     seen: dict[str, int] = {}

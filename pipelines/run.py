@@ -18,6 +18,10 @@ from .storage import Storage, StorageConfig, join
 DEFAULT_MAX_RETRIES = 2  # re-queues after an actor died mid-task (so 3 attempts in all)
 
 
+class WorkerStartError(RuntimeError):
+    """The Renderer actors could not start (e.g. the weights cannot be loaded)."""
+
+
 @dataclass
 class RunSummary:
     total: int
@@ -176,7 +180,13 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     actors = [actor_cls.remote(manifest.model, manifest.storage, manifest.name, None, threads,
                                *([max_pixels] if max_pixels else [])) for _ in range(count)]
     # Fail fast and clearly when the model cannot load (e.g. weights unavailable), before any task.
-    ray.get([actor.ready.remote() for actor in actors])
+    try:
+        ray.get([actor.ready.remote() for actor in actors])
+    except RayError as exc:
+        for actor in actors:
+            ray.kill(actor)
+        cause = getattr(exc, "cause", None) or exc
+        raise WorkerStartError(f"the render workers could not start: {str(cause).strip().splitlines()[-1]}") from None
     summary.startup_seconds = time.perf_counter() - started
     started = time.perf_counter()
 

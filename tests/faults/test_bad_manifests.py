@@ -50,3 +50,8 @@ def test_problem_messages(tmp_path, text, expected):
     with pytest.raises(ManifestError) as info:
         parse_manifest(_write(tmp_path, text))
     assert any(p.format("m.yaml").startswith(expected) for p in info.value.problems), str(info.value)
+
+
+def test_missing_weights_file_is_a_manifest_error(tmp_path):
+    with pytest.raises(ManifestError, match=r"m.yaml:3: model.weights: .*nope.pth does not exist"):
+        parse_manifest(_write(tmp_path, "name: n\noutput: out\nmodel: {weights: nope.pth}\njobs:\n" + JOB))

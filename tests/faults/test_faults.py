@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pipelines.manifest import parse_manifest
-from pipelines.run import run_manifest
+from pipelines.run import WorkerStartError, run_manifest
 from tests.conftest import DATA, REPO
 from tests.faults.flaky_proxy import FlakyProxy
 
@@ -141,3 +141,13 @@ def test_divergence_that_cannot_recover_fails_clearly_and_writes_no_image(tmp_pa
     assert summary.exit_code == 1
     assert "Diverged" in summary.failed[0]["error"] and "lower `lr`" in summary.failed[0]["error"]
     assert not list((tmp_path / "out" / "pebbles").glob("*.png"))
+
+
+def test_weights_that_cannot_load_stop_the_run_before_any_task(tmp_path, ray_cluster):
+    bad = tmp_path / "vgg19.pth"
+    bad.write_bytes(b"this is not a state dict")
+    path = _local_manifest(tmp_path)
+    path.write_text(path.read_text().replace("model: {weights: random}", f"model: {{weights: {bad}}}"))
+    with pytest.raises(WorkerStartError, match="could not start: .*cannot read weights file"):
+        run_manifest(parse_manifest(str(path)), stream=None)
+    assert not (tmp_path / "out" / "pebbles").exists()
