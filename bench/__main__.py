@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", type=int, default=3, help="tasks per size for --pipeline")
     parser.add_argument("--mrf", action="store_true", help="also the MRF task and the patch matching")
     parser.add_argument("--chunk", type=int, default=4096, help="MRF matching chunk")
+    parser.add_argument("--nets", action="store_true", help="also Texture Networks generation and training")
+    parser.add_argument("--train-steps", type=int, default=20, help="training steps for --nets")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", help="write the tables (markdown) to this file")
     args = parser.parse_args(argv)
@@ -64,6 +66,15 @@ def main(argv=None) -> int:
         match = [matching_row(device, q, m, 256 * 9, args.chunk) for q, m in ((1024, 4096), (4096, 16384))]
         out.append(f"## MRF texture vs Gatys (same sizes, iterations, device)\n\n{header}\n\n{_table(mrf_rows)}")
         out.append(f"## Patch matching vs a plain matrix product of the same shape\n\n{header}\n\n{_table(match)}")
+    if args.nets:
+        from .nets_bench import generate_row, training_rows
+
+        gen = [generate_row(vgg, exemplar, row["size"], row["seconds_per_texture"], args.train_steps) for row in rows]
+        out.append(f"## Texture Networks: one-pass generate vs Gatys optimization ({args.iterations} iterations)"
+                   f"\n\n{header}\n\n{_table(gen)}")
+        train = training_rows(vgg, exemplar, 64, args.train_steps, packed=2)
+        out.append(f"## Texture Networks: training throughput, 1 vs 2 trainings packed on one device\n\n"
+                   f"{header}\n\n{_table(train)}")
     if args.pipeline:
         from .pipeline_bench import pipeline_rows
 

@@ -26,7 +26,7 @@ DEFAULT_MAX_SIZE = 4096  # longest output side accepted; raise it with limits.ma
 
 TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
 STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
-CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address"}
+CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size"}
 MODEL_KEYS = {"weights", "pooling", "seed"}
 LIMIT_KEYS = {"max_size", "max_input_pixels"}
 JOB_KEYS = {"name", "kind", "seeds", "params", "sweep"}
@@ -337,6 +337,7 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     v.typed(cluster, "gpus_per_worker", ("cluster",), (int, float), "a number of GPUs (a fraction packs several per GPU)")
     v.typed(cluster, "cpus_per_worker", ("cluster",), (int, float), "a number of CPUs")
     v.typed(cluster, "max_retries", ("cluster",), (int,), "a retry count")
+    v.typed(cluster, "batch_size", ("cluster",), (int,), "a number of same-job seeds rendered together")
     weights = v.typed(model, "weights", ("model",), (str,), "imagenet, random, or a path / s3:// URI", "imagenet")
     pooling = v.typed(model, "pooling", ("model",), (str,), "avg or max", "avg")
     if pooling not in ("avg", "max"):

@@ -6,6 +6,7 @@ pipelines/run.py wraps it as a Ray actor pinned to a GPU (or CPUs).
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from collections import OrderedDict
@@ -15,7 +16,7 @@ from tasks.device import describe, free_memory, is_out_of_memory, pick_device, s
 from tasks.imageio import DEFAULT_MAX_PIXELS, decode_image, encode_png
 from tasks.params import build_params
 from tasks.registry import get_kind
-from tasks.vgg import VGGFeatures
+from tasks.vgg import VGGFeatures, weights_id
 
 from . import records
 from .checkpoints import StorageCheckpoints
@@ -35,11 +36,11 @@ class Renderer:
         self.manifest_name = manifest_name
         self.max_input_pixels = max_input_pixels
         self.raw_cache: OrderedDict[str, bytes] = OrderedDict()
+        self.compute_lock = threading.Lock()  # one task computes at a time; I/O of another may overlap
+        self.cache_lock = threading.Lock()
         weights = local_weights(model.get("weights", "imagenet"), self.storage)
         self.vgg = VGGFeatures(weights, model.get("pooling", "avg"), model.get("seed", 0), "relu5_4", self.device)
         # The id is of the weights as named in the manifest (a URI), not of the local cache path.
-        from tasks.vgg import weights_id
-
         self.weights_id = weights_id(model.get("weights", "imagenet"), model.get("seed", 0), model.get("pooling", "avg"))
 
     def pid(self) -> int:
@@ -50,54 +51,86 @@ class Renderer:
 
     def _read_inputs(self, inputs: dict[str, list[str]], raw_roles: tuple[str, ...]):
         """Images decoded; raw roles (generator files) as bytes, cached per actor by URI."""
-        uris = [uri for role_uris in inputs.values() for uri in role_uris if uri not in self.raw_cache]
-        blobs = dict(zip(uris, self.storage.read_many(uris)))
+        with self.cache_lock:
+            cached = {uri: self.raw_cache[uri] for role in raw_roles for uri in inputs.get(role, [])
+                      if uri in self.raw_cache}
+        uris = [uri for role_uris in inputs.values() for uri in role_uris if uri not in cached]
+        blobs = {**dict(zip(uris, self.storage.read_many(uris))), **cached}
         out = {}
         for role, role_uris in inputs.items():
             if role in raw_roles:
-                for uri in role_uris:
-                    self.raw_cache.setdefault(uri, blobs.get(uri))
-                    self.raw_cache.move_to_end(uri)
-                out[role] = [self.raw_cache[uri] for uri in role_uris]
-                while len(self.raw_cache) > RAW_CACHE_SIZE:
-                    self.raw_cache.popitem(last=False)
+                out[role] = [blobs[uri] for uri in role_uris]
+                with self.cache_lock:
+                    for uri in role_uris:
+                        self.raw_cache[uri] = blobs[uri]
+                        self.raw_cache.move_to_end(uri)
+                    while len(self.raw_cache) > RAW_CACHE_SIZE:
+                        self.raw_cache.popitem(last=False)
             else:
                 out[role] = [decode_image(blobs[uri], self.max_input_pixels, name=uri) for uri in role_uris]
         return out
 
     def render(self, spec: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
         """Run one task end to end; always returns its record (status done or failed), never raises."""
-        record = records.base_record(spec, self.manifest_name, self.weights_id)
-        record.update(attempts=attempt, device=describe(self.device), started_at=records.now())
-        prefix = spec["output_prefix"]
+        return self.render_batch([spec], attempt)[0]
+
+    def render_batch(self, specs: list[dict[str, Any]], attempt: int = 1) -> list[dict[str, Any]]:
+        """Run tasks that differ only by seed, together when their kind can batch. Reading and writing
+        happen outside the compute lock, so with two calls in flight (Ray's max_concurrency=2) one
+        call's storage I/O overlaps the other's compute."""
+        recs = [self._new_record(spec, attempt) for spec in specs]
         clock = time.perf_counter()
         try:
-            kind = get_kind(spec["kind"])
-            params = build_params(kind.params, spec["params"])
+            kind = get_kind(specs[0]["kind"])
+            params = build_params(kind.params, specs[0]["params"])
             t0 = time.perf_counter()
-            inputs = self._read_inputs(spec["inputs"], kind.raw)
+            inputs = self._read_inputs(specs[0]["inputs"], kind.raw)
             read_seconds = time.perf_counter() - t0
-            extra = {"checkpoints": StorageCheckpoints(self.storage, prefix)} if kind.checkpoints else {}
-            result = kind.run(inputs, params, self.vgg, spec["seed"], **extra)
+            with self.compute_lock:
+                try:
+                    results = self._compute(kind, params, inputs, specs)
+                finally:
+                    free_memory(self.device)
             t0 = time.perf_counter()
-            pngs = [encode_png(image) for image in result.images]
-            names = [f"{prefix}.png"] + [f"{prefix}_{i}.png" for i in range(1, len(pngs))]
-            files = [(prefix + suffix, data) for suffix, data in result.files.items()]
-            self.storage.write_many([*zip(names, pngs), *files])
-            record.update(result.record)
-            record.update(status="done", output_uri=names[0], outputs=names + [uri for uri, _ in files],
-                          read_seconds=round(read_seconds, 4), write_seconds=round(time.perf_counter() - t0, 4))
+            outputs = [self._encode(spec["output_prefix"], result) for spec, result in zip(specs, results)]
+            self.storage.write_many(item for _, items in outputs for item in items)
+            write_seconds = time.perf_counter() - t0
+            for record, result, (names, _) in zip(recs, results, outputs):
+                record.update(result.record)
+                record.update(status="done", output_uri=names[0], outputs=names, read_seconds=round(read_seconds, 4),
+                              write_seconds=round(write_seconds, 4))
         except Exception as exc:  # recorded, not raised: one bad task must not stop the others
             error = f"{type(exc).__name__}: {exc}"
             if is_out_of_memory(exc):
                 error = (f"out of memory on {describe(self.device)}; lower `size` (or `chunk` for mrf), or give "
                          f"each worker more memory (a whole GPU: cluster.gpus_per_worker: 1). {error[:300]}")
-            record.update(status="failed", error=error, traceback=traceback.format_exc(limit=6))
-        finally:
-            free_memory(self.device)
-        record.update(wall_seconds=round(time.perf_counter() - clock, 4), finished_at=records.now())
-        self._write_record(prefix, record)
+            for record in recs:
+                record.update(status="failed", error=error, traceback=traceback.format_exc(limit=6))
+        for spec, record in zip(specs, recs):
+            record.update(wall_seconds=round(time.perf_counter() - clock, 4), finished_at=records.now())
+            self._write_record(spec["output_prefix"], record)
+        return recs
+
+    def _new_record(self, spec: dict[str, Any], attempt: int) -> dict[str, Any]:
+        record = records.base_record(spec, self.manifest_name, self.weights_id)
+        record.update(attempts=attempt, device=describe(self.device), started_at=records.now())
         return record
+
+    def _compute(self, kind, params, inputs, specs: list[dict[str, Any]]) -> list:
+        if len(specs) > 1:
+            if kind.batch_run is None:
+                raise ValueError(f"kind {kind.name!r} cannot render a batch")
+            return kind.batch_run(inputs, params, self.vgg, [spec["seed"] for spec in specs])
+        extra = {"checkpoints": StorageCheckpoints(self.storage, specs[0]["output_prefix"])} if kind.checkpoints else {}
+        return [kind.run(inputs, params, self.vgg, specs[0]["seed"], **extra)]
+
+    @staticmethod
+    def _encode(prefix: str, result) -> tuple[list[str], list[tuple[str, bytes]]]:
+        """Output names (first image first) and the (key, bytes) items to upload."""
+        pngs = [encode_png(image) for image in result.images]
+        names = [f"{prefix}.png"] + [f"{prefix}_{i}.png" for i in range(1, len(pngs))]
+        files = [(prefix + suffix, data) for suffix, data in result.files.items()]
+        return names + [uri for uri, _ in files], [*zip(names, pngs), *files]
 
     def _write_record(self, prefix: str, record: dict[str, Any]) -> None:
         """The success record goes last, after the images: it is the completion marker."""

@@ -10,12 +10,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TextIO
 
+from tasks.registry import get_kind
+
 from . import catalog, records
 from .manifest import Manifest, TaskSpec
 from .renderer import Renderer
 from .storage import Storage, StorageConfig, join
 
 DEFAULT_MAX_RETRIES = 2  # re-queues after an actor died mid-task (so 3 attempts in all)
+PIPELINE_DEPTH = 2  # calls in flight per actor
 
 
 class WorkerStartError(RuntimeError):
@@ -124,6 +127,10 @@ def run_manifest(
     return summary
 
 
+def _batch_key(task: TaskSpec) -> str:
+    return json.dumps([task.job, task.kind, task.inputs, task.params], sort_keys=True)
+
+
 class _TaskQueue:
     """Ready tasks in manifest order; a task that needs others' outputs (a generator being trained)
     waits and becomes ready when they are done, or is handed back as blocked when one fails."""
@@ -160,6 +167,17 @@ class _TaskQueue:
                 self.ready.append(task)
         return blocked
 
+    def take_batch(self, size: int) -> list[TaskSpec]:
+        """The next ready task and up to ``size - 1`` that follow it and differ only by seed
+        (expansion puts a job's seeds next to each other), when its kind can batch."""
+        first = self.ready.popleft()
+        batch = [first]
+        if size > 1 and get_kind(first.kind).batch_run is not None:
+            key = _batch_key(first)
+            while self.ready and len(batch) < size and _batch_key(self.ready[0]) == key:
+                batch.append(self.ready.popleft())
+        return batch
+
     def drain_waiting(self) -> list[TaskSpec]:
         tasks = [task for task, _ in self.waiting.values()]
         self.waiting.clear()
@@ -174,7 +192,10 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
 
     count, options = _actor_plan(ray, manifest.cluster, len(todo))
     max_retries = int(manifest.cluster.get("max_retries", DEFAULT_MAX_RETRIES))
-    actor_cls = ray.remote(Renderer).options(max_restarts=-1, max_task_retries=0, **options)
+    # Two calls in flight per actor: one computes while the other reads its inputs or writes its outputs.
+    actor_cls = ray.remote(Renderer).options(max_restarts=-1, max_task_retries=0, max_concurrency=PIPELINE_DEPTH,
+                                             **options)
+    batch_size = int(manifest.cluster.get("batch_size", 1))
     threads = max(1, int(options["num_cpus"])) if not options["num_gpus"] else None
     max_pixels = manifest.limits.get("max_input_pixels")
     actors = [actor_cls.remote(manifest.model, manifest.storage, manifest.name, None, threads,
@@ -192,9 +213,11 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
 
     queue = _TaskQueue(todo, done_before)
     attempts: dict[str, int] = {}
-    # ref -> (actor, task); task None marks a readiness probe of an actor that died and restarts.
-    in_flight: dict[Any, tuple[Any, Optional[TaskSpec]]] = {}
-    idle = list(actors)
+    # ref -> (actor index, tasks); no tasks marks a readiness probe of an actor that died and restarts.
+    in_flight: dict[Any, tuple[int, list[TaskSpec]]] = {}
+    calls: list[list[Any]] = [[] for _ in actors]  # task calls in flight per actor, oldest first
+    free = [PIPELINE_DEPTH] * len(actors)
+    probing: set[int] = set()  # actors that died: no new calls until a readiness probe answers
     results: dict[str, dict] = {}
     progress = Progress(len(todo), stream)
 
@@ -213,40 +236,60 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
         storage.write(task.output_prefix + records.FAILED_SUFFIX, records.dumps(record))
         return record
 
-    while queue or any(task for _, task in in_flight.values()):
-        while queue.ready and idle:
-            actor, task = idle.pop(), queue.ready.popleft()
-            attempts[task.task_id] = attempts.get(task.task_id, 0) + 1
-            in_flight[actor.render.remote(task.to_dict(), attempts[task.task_id])] = (actor, task)
-            if on_dispatch:
-                on_dispatch(task, actor)
-        if not queue.ready and not any(task for _, task in in_flight.values()):
+    def running() -> int:
+        return sum(len(tasks) for _, tasks in in_flight.values())
+
+    while queue or running():
+        while queue.ready and any(free[i] > 0 and i not in probing for i in range(len(actors))):
+            index = max((i for i in range(len(actors)) if i not in probing), key=free.__getitem__)  # least busy
+            free[index] -= 1
+            batch = queue.take_batch(batch_size)
+            for task in batch:
+                attempts[task.task_id] = attempts.get(task.task_id, 0) + 1
+            attempt = max(attempts[task.task_id] for task in batch)
+            ref = actors[index].render_batch.remote([task.to_dict() for task in batch], attempt)
+            in_flight[ref] = (index, batch)
+            calls[index].append(ref)
+            for task in batch:
+                if on_dispatch:
+                    on_dispatch(task, actors[index])
+        if not queue.ready and not running():
             for task in queue.drain_waiting():  # waiting on tasks that will never run here
                 finish(task, fail(task, f"not run: it waits for tasks {task.depends_on} that are not part of this run"))
             continue
-        progress.running = sum(1 for _, task in in_flight.values() if task)
+        progress.running = running()
         progress.show()
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
         for ref in ready:
-            actor, task = in_flight.pop(ref)
+            index, batch = in_flight.pop(ref)
+            oldest = bool(calls[index]) and calls[index][0] == ref
+            if batch:
+                calls[index].remove(ref)
             try:
-                record = ray.get(ref)
+                batch_records = ray.get(ref)
             except RayError as exc:
-                # The actor died (or is restarting): take it back only once a probe says it is up.
-                time.sleep(0.2)
-                in_flight[actor.ready.remote()] = (actor, None)
-                if task is None:
-                    continue
-                if attempts[task.task_id] <= max_retries:
-                    queue.ready.appendleft(task)
-                    continue
-                record = fail(task, f"the worker died {attempts[task.task_id]} times running this task "
-                                    f"(last: {type(exc).__name__}); giving up after cluster.max_retries={max_retries}")
-            else:
-                idle.append(actor)
-                if task is None:
-                    continue
-            finish(task, record)
+                # The actor died (or is restarting): no new calls until a probe says it is up again.
+                if index not in probing or not batch:
+                    probing.add(index)
+                    time.sleep(0.2)
+                    in_flight[actors[index].ready.remote()] = (index, [])
+                for task in reversed(batch):
+                    if not oldest:  # only the actor's oldest call was computing; the others were waiting
+                        attempts[task.task_id] -= 1
+                    if attempts[task.task_id] <= max_retries:
+                        queue.ready.appendleft(task)
+                    else:
+                        finish(task, fail(task, f"the worker died {attempts[task.task_id]} times running this task "
+                                                f"(last: {type(exc).__name__}); giving up after "
+                                                f"cluster.max_retries={max_retries}"))
+                continue
+            if not batch:  # a probe answered: the restarted actor takes calls again
+                probing.discard(index)
+                free[index] = PIPELINE_DEPTH - len(calls[index])
+                continue
+            free[index] += 1
+            for task, record in zip(batch, batch_records):
+                finish(task, record)
     summary.execute_seconds = time.perf_counter() - started
     progress.running = 0
     progress.show(final=True)

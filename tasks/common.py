@@ -60,7 +60,8 @@ class Stopwatch:
 
 
 def base_record(result_octaves: list[dict[str, Any]], device: torch.device, seconds: float) -> dict[str, Any]:
-    """Summary fields every optimization task records."""
+    """Summary fields every optimization task records (per-image batch details left out)."""
+    result_octaves = [{k: v for k, v in o.items() if not k.startswith("per_image")} for o in result_octaves]
     return {
         "loss_start": result_octaves[0]["loss_start"],
         "loss_end": result_octaves[-1]["loss_end"],
@@ -82,6 +83,8 @@ def octave_record(size: tuple[int, int], result: OptimResult) -> dict:
         "evaluations": result.evaluations,
         "rollbacks": result.rollbacks,
         "history": result.history,
+        "per_image_start": result.per_image_start,
+        "per_image_end": result.per_image_end,
     }
 
 

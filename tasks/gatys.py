@@ -2,6 +2,7 @@
 Gram matrices of VGG19 features match the exemplar's, coarse to fine."""
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import torch
@@ -13,24 +14,57 @@ from .params import StyleParams, TextureParams, parse_size
 from .vgg import VGGFeatures
 
 
-def texture(inputs: dict[str, Sequence[torch.Tensor]], params: TextureParams, vgg: VGGFeatures, seed: int) -> TaskOutput:
-    """Synthesize a texture of ``params.size`` from the exemplar ``inputs['inputs'][0]``."""
+def content_key(image: torch.Tensor) -> str:
+    """A key for caching what is derived from an image: the hash of its pixels."""
+    return hashlib.sha1(image.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def texture_batch(inputs: dict[str, Sequence[torch.Tensor]], params: TextureParams, vgg: VGGFeatures,
+                  seeds: Sequence[int]) -> list[TaskOutput]:
+    """One texture per seed from the exemplar ``inputs['inputs'][0]``, optimized together: one VGG
+    pass serves the whole batch and the Gram losses stay per image. With L-BFGS the batch shares
+    one line-search step, so a batched image is not bit-identical to a one-at-a-time render."""
     clock = Stopwatch()
     device = vgg.device
     exemplar = inputs["inputs"][0].to(device)
     size = parse_size(params.size)
     weights = normalized_weights(params.layers, params.layer_weights)
+    key = content_key(exemplar)
 
     def objective_for(octave_size: tuple[int, int]):
         # The exemplar shrinks with the octave so texture elements keep their size relative to the output.
         factor = params.exemplar_scale * octave_size[0] / size[0]
-        with torch.no_grad():  # targets from the exemplar as a photo: zero padding, not circular
-            gram_loss = GramLoss.from_features([vgg(scale_by(exemplar, factor, min_side=16), params.layers)], weights)
-        return lambda x: with_tv(gram_loss(vgg(x, params.layers)), x, params)
+
+        def targets() -> GramLoss:
+            with torch.no_grad():  # targets from the exemplar as a photo: zero padding, not circular
+                feats = vgg(scale_by(exemplar, factor, min_side=16), params.layers)
+            return GramLoss.from_features([feats], weights)
+
+        gram_loss = vgg.cached(("gram", key, factor, tuple(weights.items())), targets)
+        return lambda x: with_tv(gram_loss.per_image(vgg(x, params.layers)), x, params)
 
     mean = exemplar.mean(dim=(2, 3), keepdim=True)
-    image, octaves = solve_octaves(params, vgg, size, lambda s: seeded_noise(seed, s, mean, device), objective_for)
-    return TaskOutput([image.cpu()], base_record(octaves, device, clock.seconds))
+
+    def init(octave_size: tuple[int, int]) -> torch.Tensor:
+        return torch.cat([seeded_noise(seed, octave_size, mean, device) for seed in seeds])
+
+    images, octaves = solve_octaves(params, vgg, size, init, objective_for)
+    seconds = clock.seconds
+    outputs = []
+    for i, seed in enumerate(seeds):
+        per_image = [{**octave, "loss_start": octave["per_image_start"][i], "loss_end": octave["per_image_end"][i]}
+                     for octave in octaves]
+        record = base_record(per_image, device, seconds)
+        record.update(batch=len(seeds), seconds=round(seconds / len(seeds), 4), batch_seconds=seconds)
+        outputs.append(TaskOutput([images[i : i + 1].cpu()], record))
+    return outputs
+
+
+def texture(inputs: dict[str, Sequence[torch.Tensor]], params: TextureParams, vgg: VGGFeatures, seed: int) -> TaskOutput:
+    """Synthesize a texture of ``params.size`` from the exemplar ``inputs['inputs'][0]``."""
+    output = texture_batch(inputs, params, vgg, [seed])[0]
+    del output.record["batch_seconds"]
+    return output
 
 
 def style(inputs: dict[str, Sequence[torch.Tensor]], params: StyleParams, vgg: VGGFeatures, seed: int) -> TaskOutput:

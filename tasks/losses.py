@@ -83,11 +83,11 @@ class ContentLoss:
 
 
 def total_variation(image: torch.Tensor, circular: bool = False) -> torch.Tensor:
-    """Mean squared difference of neighbouring pixels (wrapping around when ``circular``)."""
+    """Mean squared difference of neighbouring pixels per image, (B,) (wrapping around when ``circular``)."""
     if circular:
         dx = image - image.roll(1, dims=-1)
         dy = image - image.roll(1, dims=-2)
     else:
         dx = image[..., :, 1:] - image[..., :, :-1]
         dy = image[..., 1:, :] - image[..., :-1, :]
-    return dx.pow(2).mean() + dy.pow(2).mean()
+    return dx.pow(2).mean(dim=(1, 2, 3)) + dy.pow(2).mean(dim=(1, 2, 3))

@@ -30,6 +30,8 @@ class OptimResult:
     evaluations: int
     rollbacks: int
     history: list[float] = field(default_factory=list)
+    per_image_start: list[float] = field(default_factory=list)  # when the objective returns one loss per image
+    per_image_end: list[float] = field(default_factory=list)
 
 
 def _make_optimizer(x: torch.Tensor, method: str, lr: float, chunk: int) -> torch.optim.Optimizer:
@@ -56,12 +58,16 @@ def optimize(
 ) -> OptimResult:
     """Minimize ``objective(image)`` over the pixels; returns the image clamped to [0, 1].
 
+    The objective may return one loss per image of a batch: their sum is minimized (the images are
+    independent, but L-BFGS's line search takes one step size for the whole batch).
+
     An objective with a ``refresh()`` method (e.g. patch matching with fixed targets) is refreshed
     after every good chunk, so between refreshes L-BFGS sees a smooth function."""
     refresh = getattr(objective, "refresh", None)
     x = image.detach().clone().requires_grad_(True)
     with torch.no_grad():
-        loss_start = float(objective(x))
+        per_image_start = objective(x).reshape(-1)
+        loss_start = float(per_image_start.sum())
     if not math.isfinite(loss_start):
         raise Diverged(f"the loss is {loss_start} before the first step; check the inputs and weights")
     last_good = x.detach().clone()
@@ -74,7 +80,7 @@ def optimize(
     def closure() -> torch.Tensor:
         nonlocal evaluations, last_loss
         optimizer.zero_grad(set_to_none=True)
-        loss = objective(x)
+        loss = objective(x).sum()
         loss.backward()
         evaluations += 1
         last_loss = loss.detach()
@@ -111,7 +117,9 @@ def optimize(
 
     with torch.no_grad():
         x.clamp_(0, 1)
-        loss_end = float(objective(x))
+        per_image_end = objective(x).reshape(-1)
+        loss_end = float(per_image_end.sum())
     if not math.isfinite(loss_end):
         raise Diverged(f"final loss is {loss_end}")
-    return OptimResult(x.detach(), loss_start, loss_end, iterations_done, evaluations, rollbacks, history)
+    return OptimResult(x.detach(), loss_start, loss_end, iterations_done, evaluations, rollbacks, history,
+                       per_image_start.tolist(), per_image_end.tolist())

@@ -5,7 +5,7 @@ Adding a method = one module in tasks/ and one line here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from . import gatys, mrf, texture_nets
 from .params import (GenerateParams, MRFParams, MRFStyleParams, StyleParams, StylizeParams, StylizerParams,
@@ -22,10 +22,11 @@ class TaskKind:
     raw: tuple[str, ...] = ()  # input roles passed as bytes, not decoded images (a generator file)
     checkpoints: bool = False  # long training: run() takes a CheckpointStore as `checkpoints`
     uses_vgg: bool = True  # False: run() works from its inputs alone and takes `device`
+    batch_run: Optional[Callable] = None  # (inputs, params, vgg, seeds) -> [TaskOutput]: seeds in one pass
 
 
 KINDS: dict[str, TaskKind] = {
-    "texture": TaskKind("texture", gatys.texture, TextureParams, fanout="inputs"),
+    "texture": TaskKind("texture", gatys.texture, TextureParams, fanout="inputs", batch_run=gatys.texture_batch),
     "style": TaskKind("style", gatys.style, StyleParams, fanout="content", shared=("style",)),
     "mrf": TaskKind("mrf", mrf.mrf, MRFParams, fanout="inputs"),
     "mrf_style": TaskKind("mrf_style", mrf.mrf_style, MRFStyleParams, fanout="content", shared=("style",)),

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections import OrderedDict
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
+
+T = TypeVar("T")
 
 # Layers per block of VGG19's ``features``: conv/relu pairs then one pool.
 _BLOCKS = (2, 2, 4, 4, 4)
@@ -142,6 +145,19 @@ class VGGFeatures(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self.to(device)
+        # Exemplar-derived targets (Gram matrices, patches) keyed by content: several seeds of one
+        # exemplar, run one after another on this network, compute them once.
+        self._cache: OrderedDict[tuple, object] = OrderedDict()
+
+    def cached(self, key: tuple, make: Callable[[], T]) -> T:
+        """``make()`` memoized under ``key`` (least recently used of 32 entries dropped)."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = self._cache[key] = make()
+        while len(self._cache) > 32:
+            self._cache.popitem(last=False)
+        return value
 
     @property
     def device(self) -> torch.device:

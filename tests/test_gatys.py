@@ -114,3 +114,26 @@ def test_several_styles_blend(vgg, content_image, starry, pebbles):
     only_pebbles = style(inputs, StyleParams(size=48, iterations=15, style_weights=[0.0, 1.0]), vgg, 0).images[0]
     assert _style_gram_loss(vgg, only_starry, starry) < _style_gram_loss(vgg, only_pebbles, starry)
     assert _style_gram_loss(vgg, only_pebbles, pebbles) < _style_gram_loss(vgg, only_starry, pebbles)
+
+
+def test_batched_textures_optimize_together_with_losses_per_image(vgg, pebbles):
+    from tasks.gatys import texture_batch
+
+    outputs = texture_batch({"inputs": [pebbles]}, TextureParams(size=48, iterations=20), vgg, [0, 1, 2])
+    assert len(outputs) == 3
+    for out in outputs:
+        assert out.images[0].shape == (1, 3, 48, 48) and out.record["batch"] == 3
+        assert out.record["loss_end"] < 0.2 * out.record["loss_start"]
+    assert (outputs[0].images[0] - outputs[1].images[0]).abs().mean() > 0.01
+    # Each image starts from its own seed's noise: the same start as a one-at-a-time render.
+    alone = texture({"inputs": [pebbles]}, TextureParams(size=48, iterations=20), vgg, 1)
+    assert abs(alone.record["loss_start"] - outputs[1].record["loss_start"]) < 1e-4 * alone.record["loss_start"]
+
+
+def test_exemplar_targets_are_computed_once_per_network(vgg, pebbles):
+    exemplar = pebbles.flip(-1) * 0.97  # an exemplar no other test has used
+    before = len(vgg._cache)
+    _texture(vgg, exemplar, seed=0, size=40, iterations=1, octaves=2)
+    added = len(vgg._cache) - before
+    _texture(vgg, exemplar, seed=1, size=40, iterations=1, octaves=2)
+    assert added == 2 and len(vgg._cache) - before == 2  # one entry per octave, reused by the next seed

@@ -118,3 +118,14 @@ def test_killed_actor_does_not_lose_its_task(e2e):
     attempts = [json.loads(client.get_object(Bucket=bucket, Key=k)["Body"].read())["attempts"]
                 for k in objects if k.endswith(".json")]
     assert sorted(attempts) == [1, 2]
+
+
+def test_batched_run_renders_same_job_seeds_together(tmp_path, ray_cluster):
+    path = tmp_path / "batch.yaml"
+    path.write_text(f"name: batch\noutput: out\nmodel: {{weights: random}}\ncluster: {{workers: 1, batch_size: 3}}\n"
+                    f"jobs:\n  - {{name: b, kind: texture, inputs: {DATA / 'textures' / 'pebbles.jpg'}, seeds: 4,"
+                    f" params: {{size: 32, iterations: 3}}}}\n")
+    summary = run_manifest(parse_manifest(str(path)), stream=None)
+    assert summary.failed == [] and summary.executed == 4
+    assert sorted(r["batch"] for r in summary.records) == [1, 3, 3, 3]
+    assert len(list((tmp_path / "out" / "b").glob("*.png"))) == 4

@@ -53,7 +53,7 @@ def test_a_task_that_kills_its_worker_every_time_fails_after_the_retry_limit(tmp
     finally:
         stop.set()
         killer.join()
-    assert len(killed) == 2  # the first attempt and the one retry, then no more
+    assert len(killed) == 2, (killed, [(r["status"], r["attempts"], r["error"]) for r in summary.records])  # the first attempt and the one retry, then no more
     assert summary.exit_code == 1 and len(summary.failed) == 1
     record = summary.failed[0]
     assert record["attempts"] == 2 and "worker died 2 times" in record["error"]
