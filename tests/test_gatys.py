@@ -133,7 +133,7 @@ def test_batched_textures_optimize_together_with_losses_per_image(vgg, pebbles):
 def test_exemplar_targets_are_computed_once_per_network(vgg, pebbles):
     exemplar = pebbles.flip(-1) * 0.97  # an exemplar no other test has used
     before = len(vgg._cache)
-    _texture(vgg, exemplar, seed=0, size=40, iterations=1, octaves=2)
+    _texture(vgg, exemplar, seed=0, size=64, iterations=1, octaves=2)
     added = len(vgg._cache) - before
-    _texture(vgg, exemplar, seed=1, size=40, iterations=1, octaves=2)
+    _texture(vgg, exemplar, seed=1, size=64, iterations=1, octaves=2)
     assert added == 2 and len(vgg._cache) - before == 2  # one entry per octave, reused by the next seed
