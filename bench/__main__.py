@@ -18,7 +18,7 @@ from tasks.imageio import load_image
 from tasks.params import TextureParams
 from tasks.vgg import VGGFeatures
 
-from .tasks_bench import gatys_texture_row, matching_row, mrf_texture_row
+from .tasks_bench import batch_row, gatys_texture_row, matching_row, mrf_texture_row
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -42,6 +42,10 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", type=int, default=3, help="tasks per size for --pipeline")
     parser.add_argument("--mrf", action="store_true", help="also the MRF task and the patch matching")
     parser.add_argument("--chunk", type=int, default=4096, help="MRF matching chunk")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="also measure the network in this precision (against fp32, same run)")
+    parser.add_argument("--channels-last", action="store_true", help="also measure channels-last")
+    parser.add_argument("--batch", type=int, default=1, help="also measure N textures per VGG pass")
     parser.add_argument("--nets", action="store_true", help="also Texture Networks generation and training")
     parser.add_argument("--train-steps", type=int, default=20, help="training steps for --nets")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -56,8 +60,17 @@ def main(argv=None) -> int:
     exemplar = load_image(str(DATA / "textures" / "pebbles.jpg"))
     header = (f"device: {describe(device)}; torch {torch.__version__}; {platform.processor() or platform.machine()}; "
               f"{torch.get_num_threads()} CPU threads; {time.strftime('%Y-%m-%d')}")
-    rows = [gatys_texture_row(vgg, exemplar, size, args.iterations) for size in args.sizes]
-    out = [f"## Gatys texture vs the VGG ceiling\n\n{header}\n\n{_table(rows)}"]
+    rows = [{"variant": "fp32", **gatys_texture_row(vgg, exemplar, size, args.iterations)} for size in args.sizes]
+    variant_rows = []
+    if args.precision != "fp32" or args.channels_last:
+        fast = VGGFeatures("random", last_layer="relu5_1", device=device, precision=args.precision,
+                           channels_last=args.channels_last)
+        name = args.precision + (" + channels_last" if args.channels_last else "")
+        variant_rows = [{"variant": name, **gatys_texture_row(fast, exemplar, size, args.iterations)} for size in args.sizes]
+    out = [f"## Gatys texture vs the VGG ceiling\n\n{header}\n\n{_table(rows + variant_rows)}"]
+    if args.batch > 1:
+        batch = [batch_row(vgg, exemplar, size, args.iterations, args.batch) for size in args.sizes]
+        out.append(f"## Batched Gatys textures ({args.batch} per VGG pass) vs one at a time\n\n{header}\n\n{_table(batch)}")
     if args.mrf:
         mrf_rows = [mrf_texture_row(vgg, exemplar, size, args.iterations) for size in args.sizes]
         for mrf_row, gatys_row in zip(mrf_rows, rows):

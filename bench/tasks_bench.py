@@ -89,3 +89,24 @@ def mrf_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterati
     wall = time.perf_counter() - start
     return {"size": size, "iterations": iterations, "evaluations": record["evaluations"],
             "seconds_per_texture": wall, "textures_per_hour": 3600.0 / wall, "loss_end": record["loss_end"]}
+
+
+def batch_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterations: int, batch: int) -> dict:
+    """Textures/hour with ``batch`` seeds per VGG pass against the same seeds one at a time."""
+    from tasks.gatys import texture_batch
+
+    params = TextureParams(size=size, iterations=iterations)
+    inputs = {"inputs": [exemplar]}
+    texture(inputs, TextureParams(size=size, iterations=2), vgg, 0)  # warm-up
+    _sync(vgg.device)
+    start = time.perf_counter()
+    alone = [texture(inputs, params, vgg, seed).record["loss_end"] for seed in range(batch)]
+    _sync(vgg.device)
+    one_s = time.perf_counter() - start
+    start = time.perf_counter()
+    together = [out.record["loss_end"] for out in texture_batch(inputs, params, vgg, list(range(batch)))]
+    _sync(vgg.device)
+    batch_s = time.perf_counter() - start
+    return {"size": size, "batch": batch, "one_at_a_time_per_hour": 3600 * batch / one_s,
+            "batched_per_hour": 3600 * batch / batch_s, "speedup": one_s / batch_s,
+            "mean_loss_alone": sum(alone) / batch, "mean_loss_batched": sum(together) / batch}

@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write {output}/report/index.html and contact sheets")
     report.add_argument("output", help="the manifest's output prefix or folder")
     report.add_argument("--endpoint-url")
+    sub.add_parser("bench", help="benchmarks on this device; options: `texfarm bench --help`", add_help=False)
     cat = sub.add_parser("catalog", help="summarize a run's catalog")
     cat.add_argument("output", help="the manifest's output prefix or folder")
     cat.add_argument("--endpoint-url")
@@ -255,6 +256,11 @@ COMMANDS = {"render": _render, "validate": _validate, "run": _run, "submit": _su
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the benchmark has its own options
+        from bench.__main__ import main as bench_main
+
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

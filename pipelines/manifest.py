@@ -27,7 +27,7 @@ DEFAULT_MAX_SIZE = 4096  # longest output side accepted; raise it with limits.ma
 TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
 STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
 CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size"}
-MODEL_KEYS = {"weights", "pooling", "seed"}
+MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last"}
 LIMIT_KEYS = {"max_size", "max_input_pixels"}
 JOB_KEYS = {"name", "kind", "seeds", "params", "sweep"}
 
@@ -343,6 +343,10 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     if pooling not in ("avg", "max"):
         v.add(("model", "pooling"), f"must be 'avg' or 'max', not {pooling!r}")
     seed = v.typed(model, "seed", ("model",), (int,), "an integer seed for random weights", 0)
+    precision = v.typed(model, "precision", ("model",), (str,), "fp32, bf16 or fp16", "fp32")
+    if precision not in ("fp32", "bf16", "fp16"):
+        v.add(("model", "precision"), f"must be fp32, bf16 or fp16, not {precision!r}")
+    channels_last = v.typed(model, "channels_last", ("model",), (bool,), "true or false", False)
     if weights not in ("imagenet", "random", None):
         weights = v.resolve(weights)
     max_size = v.typed(limits, "max_size", ("limits",), (int,), "a pixel count", DEFAULT_MAX_SIZE)
@@ -366,8 +370,9 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
         if not found:
             v.add(("model", "weights"), f"{weights} does not exist; stage the VGG19 state dict there, "
                                         "or use `imagenet` or `random`")
-    model = {"weights": weights, "pooling": pooling, "seed": seed}
-    wid = weights_id(weights, seed, pooling)
+    model = {"weights": weights, "pooling": pooling, "seed": seed, "precision": precision,
+             "channels_last": channels_last}
+    wid = weights_id(weights, seed, pooling) + ("" if precision == "fp32" else f"-{precision}")
     seen: dict[str, int] = {}
     # Jobs that use another job's generators expand after every other job.
     uses_trainer = [isinstance(job, dict) and job.get("kind") in TRAINER_OF and isinstance(job.get("generator"), dict)

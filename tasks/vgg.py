@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 # Layers per block of VGG19's ``features``: conv/relu pairs then one pool.
 _BLOCKS = (2, 2, 4, 4, 4)
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -122,8 +123,14 @@ class VGGFeatures(nn.Module):
         seed: int = 0,
         last_layer: str = "relu5_1",
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
+        self.precision = precision
+        self.channels_last = channels_last
         if pooling not in ("avg", "max"):
             raise ValueError(f"pooling must be 'avg' or 'max', not {pooling!r}")
         _check_layers([last_layer])
@@ -145,6 +152,8 @@ class VGGFeatures(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self.to(device)
+        if channels_last:
+            self.layers.to(memory_format=torch.channels_last)
         # Exemplar-derived targets (Gram matrices, patches) keyed by content: several seeds of one
         # exemplar, run one after another on this network, compute them once.
         self._cache: OrderedDict[tuple, object] = OrderedDict()
@@ -184,9 +193,13 @@ class VGGFeatures(nn.Module):
         if deepest >= len(self.names):
             raise ValueError(f"layer {LAYERS[deepest]} is past this extractor's last layer {self.names[-1]}")
         x = (image - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out = {}
-        for index, module in enumerate(self.layers[: deepest + 1]):
-            x = module(x)
-            if self.names[index] in wanted:
-                out[self.names[index]] = x
-        return out
+        # The network may run in reduced precision; the activations handed to the losses are fp32.
+        with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision], enabled=self.precision != "fp32"):
+            for index, module in enumerate(self.layers[: deepest + 1]):
+                x = module(x)
+                if self.names[index] in wanted:
+                    out[self.names[index]] = x
+        return {name: value.float() for name, value in out.items()}
