@@ -60,7 +60,7 @@ def pipeline_rows(sizes: list[int], iterations: int, tasks: int, direct_seconds:
                     client.delete_object(Bucket="bench", Key=task.output_prefix.split("bench/", 1)[1] + ".json")
                 summary = run_manifest(manifest, stream=None)
                 per_task = summary.execute_seconds / tasks
-                in_actor = sum(r["wall_seconds"] - r["seconds"] for r in summary.records) / tasks
+                in_actor = sum(r["wall_seconds"] - r["seconds"] - r["queue_seconds"] for r in summary.records) / tasks
                 storage = sum(r["read_seconds"] + r["write_seconds"] for r in summary.records) / tasks
                 rows.append({"size": size, "iterations": iterations, "tasks": tasks,
                              "direct_s_per_task": direct_seconds[size], "pipeline_s_per_task": per_task,

@@ -26,7 +26,7 @@ DEFAULT_MAX_SIZE = 4096  # longest output side accepted; raise it with limits.ma
 
 TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
 STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
-CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size"}
+CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size", "pipeline_depth"}
 MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last"}
 LIMIT_KEYS = {"max_size", "max_input_pixels"}
 JOB_KEYS = {"name", "kind", "seeds", "params", "sweep"}
@@ -338,6 +338,7 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     v.typed(cluster, "cpus_per_worker", ("cluster",), (int, float), "a number of CPUs")
     v.typed(cluster, "max_retries", ("cluster",), (int,), "a retry count")
     v.typed(cluster, "batch_size", ("cluster",), (int,), "a number of same-job seeds rendered together")
+    v.typed(cluster, "pipeline_depth", ("cluster",), (int,), "calls in flight per actor (GPU default 2, CPU 1)")
     weights = v.typed(model, "weights", ("model",), (str,), "imagenet, random, or a path / s3:// URI", "imagenet")
     pooling = v.typed(model, "pooling", ("model",), (str,), "avg or max", "avg")
     if pooling not in ("avg", "max"):

@@ -87,7 +87,9 @@ class Renderer:
             t0 = time.perf_counter()
             inputs = self._read_inputs(specs[0]["inputs"], kind.raw)
             read_seconds = time.perf_counter() - t0
+            t0 = time.perf_counter()
             with self.compute_lock:
+                queue_seconds = time.perf_counter() - t0
                 try:
                     results = self._compute(kind, params, inputs, specs)
                 finally:
@@ -99,7 +101,7 @@ class Renderer:
             for record, result, (names, _) in zip(recs, results, outputs):
                 record.update(result.record)
                 record.update(status="done", output_uri=names[0], outputs=names, read_seconds=round(read_seconds, 4),
-                              write_seconds=round(write_seconds, 4))
+                              write_seconds=round(write_seconds, 4), queue_seconds=round(queue_seconds, 4))
         except Exception as exc:  # recorded, not raised: one bad task must not stop the others
             error = f"{type(exc).__name__}: {exc}"
             if is_out_of_memory(exc):

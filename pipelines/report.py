@@ -272,6 +272,16 @@ def build_report(storage: Storage, output: str, name: Optional[str] = None) -> R
                        jobs=len(jobs), done=done, failed=len(rows) - done,
                        sections="\n".join(_job_section(job, job_rows, state) for job, job_rows in jobs.items()))
     index = join(output, REPORT, "index.html")
-    storage.write(index, page.encode())
-    storage.write(state.uri, state.dumps())
+    _write_if_changed(storage, index, page.encode())
+    _write_if_changed(storage, state.uri, state.dumps())
     return ReportSummary(index, len(rows), len(fresh), sheets)
+
+
+def _write_if_changed(storage: Storage, uri: str, data: bytes) -> None:
+    """A re-run that changed nothing rewrites nothing (synced copies and ETags stay put)."""
+    try:
+        if storage.read(uri) == data:
+            return
+    except StorageError:
+        pass
+    storage.write(uri, data)

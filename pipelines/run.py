@@ -18,7 +18,7 @@ from .renderer import Renderer
 from .storage import Storage, StorageConfig, join
 
 DEFAULT_MAX_RETRIES = 2  # re-queues after an actor died mid-task (so 3 attempts in all)
-PIPELINE_DEPTH = 2  # calls in flight per actor
+PIPELINE_DEPTH = 2  # calls in flight per GPU actor (CPU actors: 1, their I/O would compete with compute)
 
 
 class WorkerStartError(RuntimeError):
@@ -192,9 +192,10 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
 
     count, options = _actor_plan(ray, manifest.cluster, len(todo))
     max_retries = int(manifest.cluster.get("max_retries", DEFAULT_MAX_RETRIES))
-    # Two calls in flight per actor: one computes while the other reads its inputs or writes its outputs.
-    actor_cls = ray.remote(Renderer).options(max_restarts=-1, max_task_retries=0, max_concurrency=PIPELINE_DEPTH,
-                                             **options)
+    # On a GPU, two calls in flight per actor: one computes while the other reads its inputs or writes
+    # its outputs on the otherwise idle CPU. A CPU actor would only split its cores between them.
+    depth = int(manifest.cluster.get("pipeline_depth", PIPELINE_DEPTH if options["num_gpus"] else 1))
+    actor_cls = ray.remote(Renderer).options(max_restarts=-1, max_task_retries=0, max_concurrency=depth, **options)
     batch_size = int(manifest.cluster.get("batch_size", 1))
     threads = max(1, int(options["num_cpus"])) if not options["num_gpus"] else None
     max_pixels = manifest.limits.get("max_input_pixels")
@@ -216,7 +217,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     # ref -> (actor index, tasks); no tasks marks a readiness probe of an actor that died and restarts.
     in_flight: dict[Any, tuple[int, list[TaskSpec]]] = {}
     calls: list[list[Any]] = [[] for _ in actors]  # task calls in flight per actor, oldest first
-    free = [PIPELINE_DEPTH] * len(actors)
+    free = [depth] * len(actors)
     probing: set[int] = set()  # actors that died: no new calls until a readiness probe answers
     results: dict[str, dict] = {}
     progress = Progress(len(todo), stream)
@@ -285,7 +286,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                 continue
             if not batch:  # a probe answered: the restarted actor takes calls again
                 probing.discard(index)
-                free[index] = PIPELINE_DEPTH - len(calls[index])
+                free[index] = depth - len(calls[index])
                 continue
             free[index] += 1
             for task, record in zip(batch, batch_records):

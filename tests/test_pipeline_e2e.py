@@ -22,13 +22,13 @@ def _upload_exemplars(client, bucket):
         client.upload_file(str(DATA / "textures" / name), bucket, f"exemplars/{name}")
 
 
-def _manifest(tmp_path, bucket, endpoint, seeds=3, size=32, iterations=3, workers=2):
+def _manifest(tmp_path, bucket, endpoint, seeds=3, size=32, iterations=3, workers=2, depth=1):
     path = tmp_path / "run.yaml"
     path.write_text(f"""\
 name: e2e
 output: s3://{bucket}/runs/e2e
 storage: {{endpoint_url: {endpoint}}}
-cluster: {{workers: {workers}, cpus_per_worker: 1}}
+cluster: {{workers: {workers}, cpus_per_worker: 1, pipeline_depth: {depth}}}
 model: {{weights: random}}
 jobs:
   - name: pebbles
@@ -59,7 +59,7 @@ def e2e(tmp_path, ray_cluster, s3_endpoint, bucket):
 
 def test_six_tasks_to_s3_then_resume_runs_nothing_then_exactly_one(e2e):
     tmp_path, bucket, client, endpoint = e2e
-    manifest = _manifest(tmp_path, bucket, endpoint)
+    manifest = _manifest(tmp_path, bucket, endpoint, depth=2)  # two calls in flight per actor
     summary = run_manifest(manifest, stream=None)
     assert (summary.total, summary.executed, summary.failed) == (6, 6, [])
     objects = _objects(client, bucket)
@@ -129,3 +129,19 @@ def test_batched_run_renders_same_job_seeds_together(tmp_path, ray_cluster):
     assert summary.failed == [] and summary.executed == 4
     assert sorted(r["batch"] for r in summary.records) == [1, 3, 3, 3]
     assert len(list((tmp_path / "out" / "b").glob("*.png"))) == 4
+
+
+def test_killing_an_actor_with_two_calls_charges_only_the_running_one(e2e):
+    tmp_path, bucket, client, endpoint = e2e
+    manifest = _manifest(tmp_path, bucket, endpoint, seeds=1, size=64, iterations=60, workers=1, depth=2)
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_first_render, args=(stop, killed), daemon=True)
+    killer.start()
+    try:
+        summary = run_manifest(manifest, stream=None)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed and summary.failed == []
+    # Both calls died with the actor; only the one that was computing counts an attempt.
+    assert sorted(r["attempts"] for r in summary.records) == [1, 2]
