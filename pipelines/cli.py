@@ -211,10 +211,19 @@ def _submit(args: argparse.Namespace) -> int:
         print("error: run `texfarm submit` from a folder that contains the manifest (it is uploaded as working_dir)",
               file=sys.stderr)
         return EXIT_USAGE
-    job_id = _job_client(args.address).submit_job(
-        entrypoint=f"texfarm run {relative} --address auto",
-        runtime_env={"working_dir": ".", "excludes": [".venv/", ".git/", "out/", "*.png", "*.parquet"]},
-    )
+    client = _job_client(args.address)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            job_id = client.submit_job(
+                entrypoint=f"texfarm run {relative} --address auto",
+                runtime_env={"working_dir": ".", "excludes": [".venv/", ".git/", "out/", "*.png", "*.parquet"]},
+            )
+            break
+        except RuntimeError as exc:  # a fresh cluster's dashboard answers before its job agent is up
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
     print(job_id)
     return EXIT_OK
 
