@@ -15,7 +15,6 @@ import torch
 
 from tasks.device import describe, pick_device
 from tasks.imageio import load_image
-from tasks.params import TextureParams
 from tasks.vgg import VGGFeatures
 
 from .tasks_bench import batch_row, gatys_texture_row, matching_row, mrf_texture_row

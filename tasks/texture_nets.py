@@ -108,14 +108,20 @@ def _output(trainer: _Trainer, size: tuple[int, int], seed: int, extra: dict, co
     return TaskOutput([_grid(sample)], record, files={".safetensors": save_generator(model)})
 
 
+def _new_generator(params: TextureNetParams, seed: int, device: torch.device, content_channels: int = 0):
+    """A generator whose initial weights depend only on ``seed`` (a private RNG stream)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TextureGenerator(params.scales, params.channels, padding=params.padding, norm=params.norm,
+                                content_channels=content_channels).to(device)
+
+
 def train_texture_net(inputs: dict[str, Sequence[torch.Tensor]], params: TextureNetParams, vgg: VGGFeatures,
                       seed: int, checkpoints: Optional[CheckpointStore] = None) -> TaskOutput:
     """Train a generator on the exemplar ``inputs['inputs'][0]``; returns a sample grid and the weights."""
     device = vgg.device
     size = parse_size(params.size)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = TextureGenerator(params.scales, params.channels, padding=params.padding, norm=params.norm).to(device)
+    model = _new_generator(params, seed, device)
     exemplar = scale_by(inputs["inputs"][0].to(device), params.exemplar_scale, min_side=16)
     with torch.no_grad():
         gram_loss = GramLoss.from_features([vgg(exemplar, params.layers)], normalized_weights(params.layers, params.layer_weights))
@@ -130,10 +136,7 @@ def train_stylizer(inputs: dict[str, Sequence[torch.Tensor]], params: StylizerPa
     """Train a stylizer for the style ``inputs['style'][0]`` over the content set ``inputs['content']``."""
     device = vgg.device
     size = parse_size(params.size)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = TextureGenerator(params.scales, params.channels, padding=params.padding, norm=params.norm,
-                                 content_channels=3).to(device)
+    model = _new_generator(params, seed, device, content_channels=3)
     style = scale_to_long_side(inputs["style"][0].to(device), max(16, round(params.style_scale * max(size))))
     contents = torch.cat([_center_crop(c, size) for c in inputs["content"]]).to(device)
     weights = normalized_weights(params.style_layers, params.style_layer_weights)

@@ -1,11 +1,7 @@
 """End to end on real components: a local Ray cluster and an S3 endpoint on 127.0.0.1 (moto server)."""
 import io
-import os
-import signal
-import threading
-import time
+import json
 
-import psutil
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -13,6 +9,7 @@ from PIL import Image
 from pipelines.manifest import parse_manifest
 from pipelines.run import run_manifest
 from tests.conftest import DATA
+from tests.killers import killing_renders
 
 pytestmark = pytest.mark.slow
 
@@ -85,36 +82,15 @@ def test_six_tasks_to_s3_then_resume_runs_nothing_then_exactly_one(e2e):
     assert records[0] in _objects(client, bucket)
 
 
-def _kill_first_render(stop: threading.Event, killed: list):
-    """SIGKILL the first worker process seen executing Renderer.render (its Ray process title)."""
-    while not stop.is_set() and not killed:
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            if "Renderer.render" in cmdline:
-                time.sleep(0.5)  # mid-task, not at its very start
-                os.kill(proc.info["pid"], signal.SIGKILL)
-                killed.append(proc.info["pid"])
-                return
-        time.sleep(0.05)
-
-
 def test_killed_actor_does_not_lose_its_task(e2e):
     tmp_path, bucket, client, endpoint = e2e
     manifest = _manifest(tmp_path, bucket, endpoint, seeds=1, size=64, iterations=60)
-    stop, killed = threading.Event(), []
-    killer = threading.Thread(target=_kill_first_render, args=(stop, killed), daemon=True)
-    killer.start()
-    try:
+    with killing_renders(limit=1, delay=0.5) as killed:  # mid-task, not at its very start
         summary = run_manifest(manifest, stream=None)
-    finally:
-        stop.set()
-        killer.join()
     assert killed, "no render was seen running"
     assert (summary.executed, summary.failed) == (2, [])
     objects = _objects(client, bucket)
     assert len([k for k in objects if k.endswith(".png")]) == 2
-    import json
-
     attempts = [json.loads(client.get_object(Bucket=bucket, Key=k)["Body"].read())["attempts"]
                 for k in objects if k.endswith(".json")]
     assert sorted(attempts) == [1, 2]
@@ -134,14 +110,8 @@ def test_batched_run_renders_same_job_seeds_together(tmp_path, ray_cluster):
 def test_killing_an_actor_with_two_calls_charges_only_the_running_one(e2e):
     tmp_path, bucket, client, endpoint = e2e
     manifest = _manifest(tmp_path, bucket, endpoint, seeds=1, size=64, iterations=60, workers=1, depth=2)
-    stop, killed = threading.Event(), []
-    killer = threading.Thread(target=_kill_first_render, args=(stop, killed), daemon=True)
-    killer.start()
-    try:
+    with killing_renders(limit=1, delay=0.5) as killed:  # mid-task, not at its very start
         summary = run_manifest(manifest, stream=None)
-    finally:
-        stop.set()
-        killer.join()
     assert killed and summary.failed == []
     # Both calls died with the actor; only the one that was computing counts an attempt.
     assert sorted(r["attempts"] for r in summary.records) == [1, 2]

@@ -1,7 +1,6 @@
 """Texture Networks through the real pipeline: local Ray, S3 on 127.0.0.1."""
 import io
 import json
-import threading
 
 import pytest
 from PIL import Image
@@ -9,7 +8,7 @@ from PIL import Image
 from pipelines.manifest import parse_manifest
 from pipelines.run import run_manifest
 from tests.conftest import DATA
-from tests.faults.test_faults import _kill_renders
+from tests.killers import killing_renders
 
 pytestmark = pytest.mark.slow
 
@@ -72,20 +71,9 @@ def test_a_preempted_training_resumes_from_its_newest_checkpoint(tmp_path, ray_c
     client.upload_file(str(DATA / "textures" / "pebbles.jpg"), name, "in/pebbles.jpg")
     client.upload_file(str(DATA / "textures" / "red_peppers.jpg"), name, "in/red_peppers.jpg")
     manifest = _manifest(tmp_path, name, s3_endpoint, iterations=400)
-    stop, killed = threading.Event(), []
-
-    def kill_after_first_checkpoint():
-        while not stop.is_set() and not any(k.endswith("/complete") for k in _keys(client, name, "nets/train/")):
-            stop.wait(0.2)
-        _kill_renders(stop, killed, 1)
-
-    killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
-    killer.start()
-    try:
+    first_checkpoint = lambda: any(k.endswith("/complete") for k in _keys(client, name, "nets/train/"))  # noqa: E731
+    with killing_renders(limit=1, after=first_checkpoint) as killed:
         summary = run_manifest(manifest, stream=None)
-    finally:
-        stop.set()
-        killer.join()
     assert killed and summary.failed == []
     resumed = [r for r in summary.records if r["job"] == "train" and r["attempts"] == 2]
     assert resumed and resumed[0]["resumed_from"] >= 5 and resumed[0]["iterations"] == 400

@@ -4,11 +4,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from PIL import Image
 
@@ -16,6 +14,7 @@ from pipelines.manifest import parse_manifest
 from pipelines.run import WorkerStartError, run_manifest
 from tests.conftest import DATA, REPO
 from tests.faults.flaky_proxy import FlakyProxy
+from tests.killers import killing_renders
 
 pytestmark = pytest.mark.slow
 
@@ -29,30 +28,11 @@ def _local_manifest(tmp_path, seeds=2, size=32, iterations=3, extra_params="", c
     return path
 
 
-def _kill_renders(stop: threading.Event, killed: list, limit: int):
-    """SIGKILL every worker seen executing Renderer.render, up to ``limit`` kills."""
-    while not stop.is_set() and len(killed) < limit:
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if "Renderer.render" in " ".join(proc.info["cmdline"] or []) and proc.info["pid"] not in killed:
-                try:
-                    os.kill(proc.info["pid"], signal.SIGKILL)
-                    killed.append(proc.info["pid"])
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.05)
-
-
 def test_a_task_that_kills_its_worker_every_time_fails_after_the_retry_limit(tmp_path, ray_cluster):
     manifest = parse_manifest(str(_local_manifest(tmp_path, seeds=1, size=64, iterations=200,
                                                   cluster="{workers: 1, max_retries: 1}")))
-    stop, killed = threading.Event(), []
-    killer = threading.Thread(target=_kill_renders, args=(stop, killed, 10), daemon=True)
-    killer.start()
-    try:
+    with killing_renders(limit=10) as killed:
         summary = run_manifest(manifest, stream=None)
-    finally:
-        stop.set()
-        killer.join()
     assert len(killed) == 2, (killed, [(r["status"], r["attempts"], r["error"]) for r in summary.records])  # the first attempt and the one retry, then no more
     assert summary.exit_code == 1 and len(summary.failed) == 1
     record = summary.failed[0]
