@@ -213,12 +213,8 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     started = time.perf_counter()
 
     queue = _TaskQueue(todo, done_before)
+    pool = _ActorPool(ray, actors, depth)
     attempts: dict[str, int] = {}
-    # ref -> (actor index, tasks); no tasks marks a readiness probe of an actor that died and restarts.
-    in_flight: dict[Any, tuple[int, list[TaskSpec]]] = {}
-    calls: list[list[Any]] = [[] for _ in actors]  # task calls in flight per actor, oldest first
-    free = [depth] * len(actors)
-    probing: set[int] = set()  # actors that died: no new calls until a readiness probe answers
     results: dict[str, dict] = {}
     progress = Progress(len(todo), stream)
 
@@ -237,45 +233,29 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
         storage.write(task.output_prefix + records.FAILED_SUFFIX, records.dumps(record))
         return record
 
-    def running() -> int:
-        return sum(len(tasks) for _, tasks in in_flight.values())
-
-    while queue or running():
-        while queue.ready and any(free[i] > 0 and i not in probing for i in range(len(actors))):
-            index = max((i for i in range(len(actors)) if i not in probing), key=free.__getitem__)  # least busy
-            free[index] -= 1
+    while queue or pool.running():
+        while queue.ready and pool.has_slot():
             batch = queue.take_batch(batch_size)
             for task in batch:
                 attempts[task.task_id] = attempts.get(task.task_id, 0) + 1
-            attempt = max(attempts[task.task_id] for task in batch)
-            ref = actors[index].render_batch.remote([task.to_dict() for task in batch], attempt)
-            in_flight[ref] = (index, batch)
-            calls[index].append(ref)
+            actor = pool.submit(batch, max(attempts[task.task_id] for task in batch))
             for task in batch:
                 if on_dispatch:
-                    on_dispatch(task, actors[index])
-        if not queue.ready and not running():
+                    on_dispatch(task, actor)
+        if not queue.ready and not pool.running():
             for task in queue.drain_waiting():  # waiting on tasks that will never run here
                 finish(task, fail(task, f"not run: it waits for tasks {task.depends_on} that are not part of this run"))
             continue
-        progress.running = running()
+        progress.running = pool.running()
         progress.show()
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
-        for ref in ready:
-            index, batch = in_flight.pop(ref)
-            oldest = bool(calls[index]) and calls[index][0] == ref
-            if batch:
-                calls[index].remove(ref)
+        for ref in pool.wait(timeout=5.0):
+            index, batch, was_computing = pool.take(ref)
             try:
                 batch_records = ray.get(ref)
             except RayError as exc:
-                # The actor died (or is restarting): no new calls until a probe says it is up again.
-                if index not in probing or not batch:
-                    probing.add(index)
-                    time.sleep(0.2)
-                    in_flight[actors[index].ready.remote()] = (index, [])
+                pool.died(index, probe_failed=not batch)
                 for task in reversed(batch):
-                    if not oldest:  # only the actor's oldest call was computing; the others were waiting
+                    if not was_computing:  # only the actor's oldest call was computing; the others waited
                         attempts[task.task_id] -= 1
                     if attempts[task.task_id] <= max_retries:
                         queue.ready.appendleft(task)
@@ -284,19 +264,74 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                                                 f"(last: {type(exc).__name__}); giving up after "
                                                 f"cluster.max_retries={max_retries}"))
                 continue
-            if not batch:  # a probe answered: the restarted actor takes calls again
-                probing.discard(index)
-                free[index] = depth - len(calls[index])
-                continue
-            free[index] += 1
+            pool.answered(index, probe=not batch)
             for task, record in zip(batch, batch_records):
                 finish(task, record)
     summary.execute_seconds = time.perf_counter() - started
     progress.running = 0
     progress.show(final=True)
-    for actor in actors:
-        ray.kill(actor)
+    pool.kill_all()
     return results
+
+
+class _ActorPool:
+    """Renderer actors with ``depth`` call slots each. An actor that died takes no calls until a
+    readiness probe answers (Ray restarts it and it reloads the model meanwhile)."""
+
+    def __init__(self, ray, actors: list, depth: int) -> None:
+        self.ray, self.actors, self.depth = ray, actors, depth
+        self.free = [depth] * len(actors)
+        self.calls: list[list[Any]] = [[] for _ in actors]  # task calls in flight per actor, oldest first
+        self.probing: set[int] = set()
+        self.in_flight: dict[Any, tuple[int, list[TaskSpec]]] = {}  # ref -> (actor, tasks); [] for a probe
+
+    def _usable(self) -> list[int]:
+        return [i for i in range(len(self.actors)) if i not in self.probing and self.free[i] > 0]
+
+    def has_slot(self) -> bool:
+        return bool(self._usable())
+
+    def running(self) -> int:
+        return sum(len(tasks) for _, tasks in self.in_flight.values())
+
+    def submit(self, batch: list[TaskSpec], attempt: int):
+        """Send ``batch`` to the least busy usable actor; return that actor."""
+        index = max(self._usable(), key=self.free.__getitem__)
+        self.free[index] -= 1
+        ref = self.actors[index].render_batch.remote([task.to_dict() for task in batch], attempt)
+        self.in_flight[ref] = (index, batch)
+        self.calls[index].append(ref)
+        return self.actors[index]
+
+    def wait(self, timeout: float) -> list:
+        ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
+        return ready
+
+    def take(self, ref) -> tuple[int, list[TaskSpec], bool]:
+        """Forget a finished call: (actor, its tasks, whether it was that actor's oldest call)."""
+        index, batch = self.in_flight.pop(ref)
+        oldest = bool(self.calls[index]) and self.calls[index][0] == ref
+        if batch:
+            self.calls[index].remove(ref)
+        return index, batch, oldest
+
+    def died(self, index: int, probe_failed: bool) -> None:
+        """A call failed because the actor died or is restarting: probe it (once at a time)."""
+        if index not in self.probing or probe_failed:
+            self.probing.add(index)
+            time.sleep(0.2)
+            self.in_flight[self.actors[index].ready.remote()] = (index, [])
+
+    def answered(self, index: int, probe: bool) -> None:
+        if probe:  # the restarted actor takes calls again
+            self.probing.discard(index)
+            self.free[index] = self.depth - len(self.calls[index])
+        else:
+            self.free[index] += 1
+
+    def kill_all(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
 
 
 def _write_catalog(storage: Storage, manifest: Manifest, new_records: dict[str, dict],

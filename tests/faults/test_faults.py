@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from PIL import Image
 
@@ -51,7 +52,13 @@ def test_a_killed_driver_is_resumed_without_duplicates_or_half_outputs(tmp_path)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list(job_dir.glob("*.json"))) < 2:
         time.sleep(0.2)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-run
+    # The driver and the local Ray it started die together, mid-run (as when their machine goes).
+    family = [driver.pid] + [p.pid for p in psutil.Process(driver.pid).children(recursive=True)]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     driver.wait()
     done_before = {p.stem for p in job_dir.glob("*.json")}
     assert 2 <= len(done_before) < 6
