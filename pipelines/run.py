@@ -19,6 +19,7 @@ from .storage import Storage, StorageConfig, join
 
 DEFAULT_MAX_RETRIES = 2  # re-queues after an actor died mid-task (so 3 attempts in all)
 PIPELINE_DEPTH = 2  # calls in flight per GPU actor (CPU actors: 1, their I/O would compete with compute)
+MAX_FAILED_PROBES = 10  # an actor whose restart fails this often in a row is given up (~10 s)
 
 
 class WorkerStartError(RuntimeError):
@@ -242,6 +243,14 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
             for task in batch:
                 if on_dispatch:
                     on_dispatch(task, actor)
+        if not pool.alive:
+            error = "not run: every render worker died and could not be restarted (see the Ray logs)"
+            while queue.ready:
+                task = queue.ready.popleft()
+                finish(task, fail(task, error))
+            for task in queue.drain_waiting():
+                finish(task, fail(task, error))
+            continue
         if not queue.ready and not pool.running():
             for task in queue.drain_waiting():  # waiting on tasks that will never run here
                 finish(task, fail(task, f"not run: it waits for tasks {task.depends_on} that are not part of this run"))
@@ -276,14 +285,21 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
 
 class _ActorPool:
     """Renderer actors with ``depth`` call slots each. An actor that died takes no calls until a
-    readiness probe answers (Ray restarts it and it reloads the model meanwhile)."""
+    readiness probe answers (Ray restarts it and it reloads the model meanwhile); one whose probes
+    keep failing (its restart fails) is given up."""
 
     def __init__(self, ray, actors: list, depth: int) -> None:
         self.ray, self.actors, self.depth = ray, actors, depth
         self.free = [depth] * len(actors)
         self.calls: list[list[Any]] = [[] for _ in actors]  # task calls in flight per actor, oldest first
         self.probing: set[int] = set()
+        self.failed_probes = [0] * len(actors)
+        self.lost: set[int] = set()
         self.in_flight: dict[Any, tuple[int, list[TaskSpec]]] = {}  # ref -> (actor, tasks); [] for a probe
+
+    @property
+    def alive(self) -> bool:
+        return len(self.lost) < len(self.actors)
 
     def _usable(self) -> list[int]:
         return [i for i in range(len(self.actors)) if i not in self.probing and self.free[i] > 0]
@@ -317,14 +333,20 @@ class _ActorPool:
 
     def died(self, index: int, probe_failed: bool) -> None:
         """A call failed because the actor died or is restarting: probe it (once at a time)."""
+        if probe_failed:
+            self.failed_probes[index] += 1
+            if self.failed_probes[index] > MAX_FAILED_PROBES:
+                self.lost.add(index)
+                return
         if index not in self.probing or probe_failed:
             self.probing.add(index)
-            time.sleep(0.2)
+            time.sleep(0.2 * min(self.failed_probes[index] + 1, 10))
             self.in_flight[self.actors[index].ready.remote()] = (index, [])
 
     def answered(self, index: int, probe: bool) -> None:
         if probe:  # the restarted actor takes calls again
             self.probing.discard(index)
+            self.failed_probes[index] = 0
             self.free[index] = self.depth - len(self.calls[index])
         else:
             self.free[index] += 1

@@ -138,3 +138,26 @@ def test_weights_that_cannot_load_stop_the_run_before_any_task(tmp_path, ray_clu
     with pytest.raises(WorkerStartError, match="could not start: .*cannot read weights file"):
         run_manifest(parse_manifest(str(path)), stream=None)
     assert not (tmp_path / "out" / "pebbles").exists()
+
+
+def test_workers_that_cannot_restart_fail_the_remaining_tasks_clearly(tmp_path, ray_cluster):
+    import torch
+
+    from tasks.vgg import build_vgg19
+
+    weights = tmp_path / "vgg19.pth"
+    torch.save(build_vgg19("random", seed=3).state_dict(), weights)
+    path = _local_manifest(tmp_path, seeds=2, size=64, iterations=300, cluster="{workers: 1}")
+    path.write_text(path.read_text().replace("model: {weights: random}", f"model: {{weights: {weights}}}"))
+    manifest = parse_manifest(str(path))
+
+    def weights_gone_once_rendering() -> bool:  # the restarted worker will not find its weights
+        if any("Renderer.render" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+            weights.unlink()
+            return True
+        return False
+
+    with killing_renders(limit=1, after=weights_gone_once_rendering) as killed:
+        summary = run_manifest(manifest, stream=None)
+    assert killed and summary.exit_code == 1 and len(summary.failed) == 2
+    assert all("could not be restarted" in r["error"] for r in summary.failed)
