@@ -81,7 +81,8 @@ class Manifest:
 
     @property
     def weights_id(self) -> str:
-        return weights_id(self.model["weights"], self.model["seed"], self.model["pooling"])
+        model = self.model
+        return weights_id(model["weights"], model["seed"], model["pooling"], model["precision"])
 
     def job_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -310,6 +311,33 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
     return tasks
 
 
+def _check_cluster(v: _Validator, cluster: dict) -> None:
+    workers = cluster.get("workers", "auto")
+    if workers != "auto" and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+        v.add(("cluster", "workers"), f"must be 'auto' or a positive count, not {workers!r}")
+    v.typed(cluster, "gpus_per_worker", ("cluster",), (int, float), "a number of GPUs (a fraction packs several per GPU)")
+    v.typed(cluster, "cpus_per_worker", ("cluster",), (int, float), "a number of CPUs")
+    v.typed(cluster, "max_retries", ("cluster",), (int,), "a retry count")
+    v.typed(cluster, "batch_size", ("cluster",), (int,), "a number of same-job seeds rendered together")
+    v.typed(cluster, "pipeline_depth", ("cluster",), (int,), "calls in flight per actor (GPU default 2, CPU 1)")
+
+
+def _model_settings(v: _Validator, model: dict) -> dict:
+    """The model block with its defaults; a weights path is resolved like any other path."""
+    weights = v.typed(model, "weights", ("model",), (str,), "imagenet, random, or a path / s3:// URI", "imagenet")
+    pooling = v.typed(model, "pooling", ("model",), (str,), "avg or max", "avg")
+    if pooling not in ("avg", "max"):
+        v.add(("model", "pooling"), f"must be 'avg' or 'max', not {pooling!r}")
+    precision = v.typed(model, "precision", ("model",), (str,), "fp32, bf16 or fp16", "fp32")
+    if precision not in ("fp32", "bf16", "fp16"):
+        v.add(("model", "precision"), f"must be fp32, bf16 or fp16, not {precision!r}")
+    if weights not in ("imagenet", "random", None):
+        weights = v.resolve(weights)
+    return {"weights": weights, "pooling": pooling, "precision": precision,
+            "seed": v.typed(model, "seed", ("model",), (int,), "an integer seed for random weights", 0),
+            "channels_last": v.typed(model, "channels_last", ("model",), (bool,), "true or false", False)}
+
+
 def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     """Read, validate and expand a manifest; raise ManifestError listing every problem."""
     filename = str(path)
@@ -331,25 +359,8 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     cluster = v.mapping(data.get("cluster"), ("cluster",), CLUSTER_KEYS)
     model = v.mapping(data.get("model"), ("model",), MODEL_KEYS)
     limits = v.mapping(data.get("limits"), ("limits",), LIMIT_KEYS)
-    workers = cluster.get("workers", "auto")
-    if workers != "auto" and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
-        v.add(("cluster", "workers"), f"must be 'auto' or a positive count, not {workers!r}")
-    v.typed(cluster, "gpus_per_worker", ("cluster",), (int, float), "a number of GPUs (a fraction packs several per GPU)")
-    v.typed(cluster, "cpus_per_worker", ("cluster",), (int, float), "a number of CPUs")
-    v.typed(cluster, "max_retries", ("cluster",), (int,), "a retry count")
-    v.typed(cluster, "batch_size", ("cluster",), (int,), "a number of same-job seeds rendered together")
-    v.typed(cluster, "pipeline_depth", ("cluster",), (int,), "calls in flight per actor (GPU default 2, CPU 1)")
-    weights = v.typed(model, "weights", ("model",), (str,), "imagenet, random, or a path / s3:// URI", "imagenet")
-    pooling = v.typed(model, "pooling", ("model",), (str,), "avg or max", "avg")
-    if pooling not in ("avg", "max"):
-        v.add(("model", "pooling"), f"must be 'avg' or 'max', not {pooling!r}")
-    seed = v.typed(model, "seed", ("model",), (int,), "an integer seed for random weights", 0)
-    precision = v.typed(model, "precision", ("model",), (str,), "fp32, bf16 or fp16", "fp32")
-    if precision not in ("fp32", "bf16", "fp16"):
-        v.add(("model", "precision"), f"must be fp32, bf16 or fp16, not {precision!r}")
-    channels_last = v.typed(model, "channels_last", ("model",), (bool,), "true or false", False)
-    if weights not in ("imagenet", "random", None):
-        weights = v.resolve(weights)
+    _check_cluster(v, cluster)
+    model = _model_settings(v, model)
     max_size = v.typed(limits, "max_size", ("limits",), (int,), "a pixel count", DEFAULT_MAX_SIZE)
     jobs = data.get("jobs")
     if not isinstance(jobs, list) or not jobs:
@@ -363,17 +374,16 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     problem = storage.writable_problem(output)
     if problem:
         v.add(("output",), problem + "; choose another output or fix its permissions")
+    weights = model["weights"]
     if weights not in ("imagenet", "random"):
         try:
-            found = storage.exists(weights)
+            missing = "" if storage.exists(weights) else "does not exist"
         except StorageError as exc:
-            found, problem = False, str(exc)
-        if not found:
-            v.add(("model", "weights"), f"{weights} does not exist; stage the VGG19 state dict there, "
+            missing = f"cannot be checked ({exc})"
+        if missing:
+            v.add(("model", "weights"), f"{weights} {missing}; stage the VGG19 state dict there, "
                                         "or use `imagenet` or `random`")
-    model = {"weights": weights, "pooling": pooling, "seed": seed, "precision": precision,
-             "channels_last": channels_last}
-    wid = weights_id(weights, seed, pooling) + ("" if precision == "fp32" else f"-{precision}")
+    wid = weights_id(weights, model["seed"], model["pooling"], model["precision"])
     seen: dict[str, int] = {}
     # Jobs that use another job's generators expand after every other job.
     uses_trainer = [isinstance(job, dict) and job.get("kind") in TRAINER_OF and isinstance(job.get("generator"), dict)

@@ -42,7 +42,8 @@ class Renderer:
         self.vgg = VGGFeatures(weights, model.get("pooling", "avg"), model.get("seed", 0), "relu5_4", self.device,
                                model.get("precision", "fp32"), model.get("channels_last", False))
         # The id is of the weights as named in the manifest (a URI), not of the local cache path.
-        self.weights_id = weights_id(model.get("weights", "imagenet"), model.get("seed", 0), model.get("pooling", "avg"))
+        self.weights_id = weights_id(model.get("weights", "imagenet"), model.get("seed", 0), model.get("pooling", "avg"),
+                                     model.get("precision", "fp32"))
 
     def pid(self) -> int:
         return os.getpid()

@@ -102,15 +102,15 @@ def build_vgg19(weights: str = "random", seed: int = 0) -> nn.Module:
     return model
 
 
-def weights_id(weights: str, seed: int = 0, pooling: str = "avg") -> str:
-    """Short stable identifier of a weights choice for task ids and records."""
+def weights_id(weights: str, seed: int = 0, pooling: str = "avg", precision: str = "fp32") -> str:
+    """Short stable identifier of the network a task ran through, for task ids and records."""
     if weights == "random":
         base = f"random-seed{seed}"
     elif weights == "imagenet":
         base = "imagenet-IMAGENET1K_V1"
     else:
         base = "file-" + hashlib.sha256(weights.encode()).hexdigest()[:12]
-    return f"{base}-{pooling}pool"
+    return f"{base}-{pooling}pool" + ("" if precision == "fp32" else f"-{precision}")
 
 
 class VGGFeatures(nn.Module):
@@ -146,7 +146,7 @@ class VGGFeatures(nn.Module):
         self.names = LAYERS[: len(modules)]
         self.weights = weights
         self.pooling = pooling
-        self.id = weights_id(weights, seed, pooling)
+        self.id = weights_id(weights, seed, pooling, precision)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.requires_grad_(False)
