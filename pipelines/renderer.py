@@ -5,7 +5,6 @@ pipelines/run.py wraps it as a Ray actor pinned to a GPU (or CPUs).
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 import traceback
@@ -44,9 +43,6 @@ class Renderer:
         # The id is of the weights as named in the manifest (a URI), not of the local cache path.
         self.weights_id = weights_id(model.get("weights", "imagenet"), model.get("seed", 0), model.get("pooling", "avg"),
                                      model.get("precision", "fp32"))
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def ready(self) -> str:
         return describe(self.device)
