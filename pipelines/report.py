@@ -165,13 +165,21 @@ def _job_section(job: str, rows: list[dict], state: _State) -> str:
             f'<div class="inputs">{strip}</div>{body}</section>')
 
 
+def _axis_order(text: str) -> tuple:
+    """Numbers in numeric order (2 before 10), then everything else by its JSON text."""
+    value = json.loads(text)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, text)
+
+
 def _sweep_table(rows: list[dict], axes: list[str], cards: dict[str, str]) -> str:
     """One parameter per axis: rows for the first, columns for the second; seeds side by side."""
     def value(row: dict, key: str) -> str:
         return json.dumps(json.loads(row["params"] or "{}").get(key), sort_keys=True)
 
-    row_values = sorted({value(r, axes[0]) for r in rows})
-    col_values = sorted({value(r, axes[1]) for r in rows}) if len(axes) == 2 else [None]
+    row_values = sorted({value(r, axes[0]) for r in rows}, key=_axis_order)
+    col_values = sorted({value(r, axes[1]) for r in rows}, key=_axis_order) if len(axes) == 2 else [None]
     head = f"<tr><th>{html.escape(axes[0])} \\ {html.escape(axes[1]) if len(axes) == 2 else ''}</th>" + "".join(
         f"<th>{html.escape(c) if c is not None else ''}</th>" for c in col_values) + "</tr>"
     lines = []

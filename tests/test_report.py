@@ -124,3 +124,9 @@ def test_page_loads_in_a_real_browser(report_run, tmp_path):
     shot = tmp_path / "report.png"
     subprocess.run(flags + [f"--screenshot={shot}", index.as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_sweep_axes_sort_numbers_by_value():
+    from pipelines.report import _axis_order
+
+    assert sorted(["10.0", "2", "0.5", '"big"', "false"], key=_axis_order) == ["0.5", "2", "10.0", '"big"', "false"]
