@@ -22,6 +22,7 @@ from .storage import Storage, StorageConfig, StorageError, has_glob, is_s3, join
 from .yamlmarks import YamlError, load_with_lines
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RESERVED_NAMES = {"report": "report folder", "catalog.parquet": "catalog"}  # they live beside the job folders
 DEFAULT_MAX_SIZE = 4096  # longest output side accepted; raise it with limits.max_size
 
 TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
@@ -264,6 +265,8 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
     if name is not None:
         if not NAME_RE.match(name):
             v.add(path + ("name",), "use letters, digits, '.', '_' and '-' only (it becomes part of output keys)")
+        elif name in RESERVED_NAMES:
+            v.add(path + ("name",), f"{name!r} is reserved for the run's {RESERVED_NAMES[name]}; choose another name")
         elif name in seen_names:
             v.add(path + ("name",), f"duplicate job name {name!r} (first used on line {seen_names[name]}); give each job its own name")
         else:

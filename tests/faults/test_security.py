@@ -47,6 +47,15 @@ def test_job_names_cannot_escape_the_output(tmp_path, job_name):
         parse_manifest(str(path))
 
 
+@pytest.mark.parametrize("job_name", ["report", "catalog.parquet"])
+def test_job_names_cannot_take_the_report_or_catalog_keys(tmp_path, job_name):
+    path = tmp_path / "m.yaml"
+    path.write_text(f"name: n\noutput: out\nmodel: {{weights: random}}\njobs:\n"
+                    f"  - {{name: {job_name}, kind: texture, inputs: {DATA / 'textures' / 'pebbles.jpg'}}}\n")
+    with pytest.raises(ManifestError, match="is reserved"):
+        parse_manifest(str(path))
+
+
 def test_every_output_key_stays_under_the_output(tmp_path):
     path = tmp_path / "m.yaml"
     path.write_text(f"name: n\noutput: runs/x/\nmodel: {{weights: random}}\njobs:\n"
