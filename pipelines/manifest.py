@@ -27,7 +27,8 @@ DEFAULT_MAX_SIZE = 4096  # longest output side accepted; raise it with limits.ma
 
 TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
 STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
-CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size", "pipeline_depth"}
+CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size", "pipeline_depth",
+                "restart_timeout"}
 MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last"}
 LIMIT_KEYS = {"max_size", "max_input_pixels"}
 JOB_KEYS = {"name", "kind", "seeds", "params", "sweep"}
@@ -323,6 +324,7 @@ def _check_cluster(v: _Validator, cluster: dict) -> None:
     v.typed(cluster, "max_retries", ("cluster",), (int,), "a retry count")
     v.typed(cluster, "batch_size", ("cluster",), (int,), "a number of same-job seeds rendered together")
     v.typed(cluster, "pipeline_depth", ("cluster",), (int,), "calls in flight per actor (GPU default 2, CPU 1)")
+    v.typed(cluster, "restart_timeout", ("cluster",), (int, float), "seconds a dead worker may take to come back")
 
 
 def _model_settings(v: _Validator, model: dict) -> dict:

@@ -19,7 +19,7 @@ from .storage import Storage, StorageConfig, join
 
 DEFAULT_MAX_RETRIES = 2  # re-queues after an actor died mid-task (so 3 attempts in all)
 PIPELINE_DEPTH = 2  # calls in flight per GPU actor (CPU actors: 1, their I/O would compete with compute)
-MAX_FAILED_PROBES = 10  # an actor whose restart fails this often in a row is given up (~10 s)
+RESTART_TIMEOUT = 600.0  # seconds an actor may stay unreachable (restarting) before it is given up
 
 
 class WorkerStartError(RuntimeError):
@@ -214,7 +214,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     started = time.perf_counter()
 
     queue = _TaskQueue(todo, done_before)
-    pool = _ActorPool(ray, actors, depth)
+    pool = _ActorPool(ray, actors, depth, float(manifest.cluster.get("restart_timeout", RESTART_TIMEOUT)))
     attempts: dict[str, int] = {}
     results: dict[str, dict] = {}
     progress = Progress(len(todo), stream)
@@ -258,11 +258,11 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
         progress.running = pool.running()
         progress.show()
         for ref in pool.wait(timeout=5.0):
-            index, batch, was_computing = pool.take(ref)
+            index, batch = pool.take(ref)
             try:
                 batch_records = ray.get(ref)
             except RayError as exc:
-                pool.died(index, probe_failed=not batch)
+                was_computing = pool.died(index, ref, batch)
                 for task in reversed(batch):
                     if not was_computing:  # only the actor's oldest call was computing; the others waited
                         attempts[task.task_id] -= 1
@@ -273,7 +273,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                                                 f"(last: {type(exc).__name__}); giving up after "
                                                 f"cluster.max_retries={max_retries}"))
                 continue
-            pool.answered(index, probe=not batch)
+            pool.answered(index, ref, batch)
             for task, record in zip(batch, batch_records):
                 finish(task, record)
     summary.execute_seconds = time.perf_counter() - started
@@ -285,15 +285,16 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
 
 class _ActorPool:
     """Renderer actors with ``depth`` call slots each. An actor that died takes no calls until a
-    readiness probe answers (Ray restarts it and it reloads the model meanwhile); one whose probes
-    keep failing (its restart fails) is given up."""
+    readiness probe answers (Ray restarts it and it reloads the model meanwhile); one that stays
+    unreachable for ``restart_timeout`` seconds (its restart keeps failing) is given up."""
 
-    def __init__(self, ray, actors: list, depth: int) -> None:
-        self.ray, self.actors, self.depth = ray, actors, depth
+    def __init__(self, ray, actors: list, depth: int, restart_timeout: float = RESTART_TIMEOUT) -> None:
+        self.ray, self.actors, self.depth, self.restart_timeout = ray, actors, depth, restart_timeout
         self.free = [depth] * len(actors)
         self.calls: list[list[Any]] = [[] for _ in actors]  # task calls in flight per actor, oldest first
         self.probing: set[int] = set()
-        self.failed_probes = [0] * len(actors)
+        self.down_since: dict[int, float] = {}
+        self.dead_oldest: dict[int, Any] = {}  # per dead actor: its oldest call when the death was seen
         self.lost: set[int] = set()
         self.in_flight: dict[Any, tuple[int, list[TaskSpec]]] = {}  # ref -> (actor, tasks); [] for a probe
 
@@ -323,33 +324,38 @@ class _ActorPool:
         ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
         return ready
 
-    def take(self, ref) -> tuple[int, list[TaskSpec], bool]:
-        """Forget a finished call: (actor, its tasks, whether it was that actor's oldest call)."""
-        index, batch = self.in_flight.pop(ref)
-        oldest = bool(self.calls[index]) and self.calls[index][0] == ref
+    def take(self, ref) -> tuple[int, list[TaskSpec]]:
+        """The actor and tasks of a finished call (no tasks for a probe)."""
+        return self.in_flight.pop(ref)
+
+    def died(self, index: int, ref, batch: list[TaskSpec]) -> bool:
+        """A call failed because its actor died or is restarting: probe the actor (one probe at a
+        time). Returns whether this call was the one computing: the actor's oldest call when the
+        death was first seen; the others were waiting for the compute lock."""
+        computing = False
+        down_for = time.monotonic() - self.down_since.setdefault(index, time.monotonic())
+        if batch:
+            oldest = self.dead_oldest.setdefault(index, self.calls[index][0])
+            computing = oldest == ref
+            self.calls[index].remove(ref)
+        elif down_for > self.restart_timeout:
+            self.lost.add(index)
+            return computing
+        if index not in self.probing or not batch:
+            self.probing.add(index)
+            time.sleep(min(0.2 + down_for / 10, 2.0))  # back off while the restart takes its time
+            self.in_flight[self.actors[index].ready.remote()] = (index, [])
+        return computing
+
+    def answered(self, index: int, ref, batch: list[TaskSpec]) -> None:
         if batch:
             self.calls[index].remove(ref)
-        return index, batch, oldest
-
-    def died(self, index: int, probe_failed: bool) -> None:
-        """A call failed because the actor died or is restarting: probe it (once at a time)."""
-        if probe_failed:
-            self.failed_probes[index] += 1
-            if self.failed_probes[index] > MAX_FAILED_PROBES:
-                self.lost.add(index)
-                return
-        if index not in self.probing or probe_failed:
-            self.probing.add(index)
-            time.sleep(0.2 * min(self.failed_probes[index] + 1, 10))
-            self.in_flight[self.actors[index].ready.remote()] = (index, [])
-
-    def answered(self, index: int, probe: bool) -> None:
-        if probe:  # the restarted actor takes calls again
-            self.probing.discard(index)
-            self.failed_probes[index] = 0
-            self.free[index] = self.depth - len(self.calls[index])
-        else:
             self.free[index] += 1
+        else:  # a probe: the restarted actor takes calls again
+            self.probing.discard(index)
+            self.down_since.pop(index, None)
+            self.dead_oldest.pop(index, None)
+            self.free[index] = self.depth - len(self.calls[index])
 
     def kill_all(self) -> None:
         for actor in self.actors:

@@ -147,7 +147,7 @@ def test_workers_that_cannot_restart_fail_the_remaining_tasks_clearly(tmp_path, 
 
     weights = tmp_path / "vgg19.pth"
     torch.save(build_vgg19("random", seed=3).state_dict(), weights)
-    path = _local_manifest(tmp_path, seeds=2, size=64, iterations=300, cluster="{workers: 1}")
+    path = _local_manifest(tmp_path, seeds=2, size=64, iterations=300, cluster="{workers: 1, restart_timeout: 5}")
     path.write_text(path.read_text().replace("model: {weights: random}", f"model: {{weights: {weights}}}"))
     manifest = parse_manifest(str(path))
 
