@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="also measure the network in this precision (against fp32, same run)")
     parser.add_argument("--channels-last", action="store_true", help="also measure channels-last")
+    parser.add_argument("--compile", action="store_true", help="also measure the network under torch.compile")
     parser.add_argument("--batch", type=int, default=1, help="also measure N textures per VGG pass")
     parser.add_argument("--nets", action="store_true", help="also Texture Networks generation and training")
     parser.add_argument("--train-steps", type=int, default=20, help="training steps for --nets")
@@ -66,6 +67,10 @@ def main(argv=None) -> int:
                            channels_last=args.channels_last)
         name = args.precision + (" + channels_last" if args.channels_last else "")
         variant_rows = [{"variant": name, **gatys_texture_row(fast, exemplar, size, args.iterations)} for size in args.sizes]
+    if args.compile:
+        compiled = VGGFeatures("random", last_layer="relu5_1", device=device, compile=True)
+        variant_rows += [{"variant": "compiled", **gatys_texture_row(compiled, exemplar, size, args.iterations)}
+                         for size in args.sizes]
     out = [f"## Gatys texture vs the VGG ceiling\n\n{header}\n\n{_table(rows + variant_rows)}"]
     if args.batch > 1:
         batch = [batch_row(vgg, exemplar, size, args.iterations, args.batch) for size in args.sizes]

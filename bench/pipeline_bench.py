@@ -66,7 +66,10 @@ def pipeline_rows(sizes: list[int], iterations: int, tasks: int, direct_seconds:
                              "direct_s_per_task": direct_seconds[size], "pipeline_s_per_task": per_task,
                              "overhead_s_per_task": per_task - direct_seconds[size],
                              "ratio": per_task / direct_seconds[size],
-                             "storage_s_per_task": storage, "in_actor_overhead_s": in_actor,
+                             "storage_s_per_task": storage,
+                             # Storage time over wall time: what waiting on storage costs at most (a
+                             # second call in flight overlaps it with compute).
+                             "storage_share": storage / per_task, "in_actor_overhead_s": in_actor,
                              "actor_startup_s": summary.startup_seconds, "first_run_s": first_run})
     finally:
         ray.shutdown()

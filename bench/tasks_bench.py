@@ -34,10 +34,12 @@ def vgg_pass_seconds(vgg: VGGFeatures, size: int, repeats: int = 3) -> float:
 
 
 def gatys_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterations: int) -> dict:
+    start = time.perf_counter()
     pass_s = vgg_pass_seconds(vgg, size)
     params = TextureParams(size=size, iterations=iterations)
     texture({"inputs": [exemplar]}, TextureParams(size=size, iterations=2), vgg, 0)  # warm-up
     _sync(vgg.device)
+    warm_up = time.perf_counter() - start
     start = time.perf_counter()
     record = texture({"inputs": [exemplar]}, params, vgg, 0).record
     _sync(vgg.device)
@@ -48,6 +50,8 @@ def gatys_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, itera
         # Useful network work: VGG evaluations x the bare pass time, over the task's wall time.
         "useful_fraction": record["evaluations"] * pass_s / wall,
         "loss_end": record["loss_end"],
+        # Paid once per size and actor: kernel selection, and compilation under torch.compile.
+        "warm_up_s": warm_up,
     }
 
 

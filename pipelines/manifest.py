@@ -29,7 +29,7 @@ TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
 STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
 CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size", "pipeline_depth",
                 "restart_timeout"}
-MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last"}
+MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last", "compile"}
 LIMIT_KEYS = {"max_size", "max_input_pixels"}
 JOB_KEYS = {"name", "kind", "seeds", "params", "sweep"}
 
@@ -340,7 +340,8 @@ def _model_settings(v: _Validator, model: dict) -> dict:
         weights = v.resolve(weights)
     return {"weights": weights, "pooling": pooling, "precision": precision,
             "seed": v.typed(model, "seed", ("model",), (int,), "an integer seed for random weights", 0),
-            "channels_last": v.typed(model, "channels_last", ("model",), (bool,), "true or false", False)}
+            "channels_last": v.typed(model, "channels_last", ("model",), (bool,), "true or false", False),
+            "compile": v.typed(model, "compile", ("model",), (bool,), "true or false", False)}
 
 
 def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:

@@ -39,7 +39,8 @@ class Renderer:
         self.cache_lock = threading.Lock()
         weights = local_weights(model.get("weights", "imagenet"), self.storage)
         self.vgg = VGGFeatures(weights, model.get("pooling", "avg"), model.get("seed", 0), "relu5_4", self.device,
-                               model.get("precision", "fp32"), model.get("channels_last", False))
+                               model.get("precision", "fp32"), model.get("channels_last", False),
+                               model.get("compile", False))
         # The id is of the weights as named in the manifest (a URI), not of the local cache path.
         self.weights_id = weights_id(model.get("weights", "imagenet"), model.get("seed", 0), model.get("pooling", "avg"),
                                      model.get("precision", "fp32"))

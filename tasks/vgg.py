@@ -125,12 +125,14 @@ class VGGFeatures(nn.Module):
         device: str | torch.device = "cpu",
         precision: str = "fp32",
         channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
         self.precision = precision
         self.channels_last = channels_last
+        self.compiled = compile
         if pooling not in ("avg", "max"):
             raise ValueError(f"pooling must be 'avg' or 'max', not {pooling!r}")
         _check_layers([last_layer])
@@ -154,6 +156,9 @@ class VGGFeatures(nn.Module):
         self.to(device)
         if channels_last:
             self.layers.to(memory_format=torch.channels_last)
+        # Static shapes: a run renders a few sizes, each worth its own specialized kernels; past
+        # dynamo's recompile limit a new size falls back to eager.
+        self._activations = torch.compile(self._eager_activations, dynamic=False) if compile else self._eager_activations
         # Exemplar-derived targets (Gram matrices, patches) keyed by content: several seeds of one
         # exemplar, run one after another on this network, compute them once.
         self._cache: OrderedDict[tuple, object] = OrderedDict()
@@ -192,6 +197,10 @@ class VGGFeatures(nn.Module):
         deepest = max(_INDEX[name] for name in wanted)
         if deepest >= len(self.names):
             raise ValueError(f"layer {LAYERS[deepest]} is past this extractor's last layer {self.names[-1]}")
+        names = tuple(name for name in self.names[: deepest + 1] if name in wanted)
+        return self._activations(image, deepest, names)
+
+    def _eager_activations(self, image: torch.Tensor, deepest: int, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
         x = (image - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -200,6 +209,6 @@ class VGGFeatures(nn.Module):
         with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision], enabled=self.precision != "fp32"):
             for index, module in enumerate(self.layers[: deepest + 1]):
                 x = module(x)
-                if self.names[index] in wanted:
+                if self.names[index] in names:
                     out[self.names[index]] = x
         return {name: value.float() for name, value in out.items()}

@@ -14,7 +14,7 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
     out = tmp_path / "bench.md"
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "bench", "--sizes", "32", "--iterations", "2", "--mrf", "--nets",
-         "--train-steps", "2", "--batch", "2", "--precision", "bf16", "--pipeline", "--tasks", "1",
+         "--train-steps", "2", "--batch", "2", "--precision", "bf16", "--compile", "--pipeline", "--tasks", "1",
          "--output", str(out)],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -23,4 +23,4 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
                     "Patch matching vs a plain matrix product", "Texture Networks: one-pass generate",
                     "training throughput", "Pipeline (texfarm run"):
         assert heading in text, heading
-    assert "| bf16 | 32 |" in text
+    assert "| bf16 | 32 |" in text and "| compiled | 32 |" in text

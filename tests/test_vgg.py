@@ -1,3 +1,6 @@
+import os
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -71,3 +74,52 @@ def test_failed_imagenet_download_names_the_alternatives(tmp_path, monkeypatch):
         build_vgg19("imagenet")
     message = str(info.value)
     assert "weights: random" in message and "s3://" in message and "/path/" in message
+
+
+def _features_and_input_grad(net: VGGFeatures, image: torch.Tensor, layers: list[str]):
+    x = image.clone().requires_grad_()
+    feats = net(x, layers)
+    sum(f.square().mean() for f in feats.values()).backward()
+    return feats, x.grad
+
+
+@pytest.mark.parametrize("options, tolerance", [
+    ({"channels_last": True}, 1e-4),
+    ({"precision": "bf16"}, 0.02),
+    ({"precision": "fp16"}, 0.01),
+    ({"precision": "bf16", "channels_last": True}, 0.02),
+])
+def test_speed_options_keep_the_features(options, tolerance):
+    """bf16 autocast and channels-last change how the network runs, not what it computes: the
+    activations (returned in fp32) and the image gradient stay close to plain fp32."""
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
+    image = torch.rand(2, 3, 48, 40, generator=torch.Generator().manual_seed(0))
+    plain, plain_grad = _features_and_input_grad(VGGFeatures("random", last_layer="relu3_1"), image, layers)
+    fast, fast_grad = _features_and_input_grad(VGGFeatures("random", last_layer="relu3_1", **options), image, layers)
+    for name in layers:
+        assert fast[name].dtype == torch.float32 and fast[name].shape == plain[name].shape
+        error = (fast[name] - plain[name]).norm() / plain[name].norm()
+        assert error < tolerance, (name, error)
+    assert (fast_grad - plain_grad).norm() / plain_grad.norm() < tolerance * 2
+    if "precision" in options:  # it really ran in reduced precision
+        assert not torch.equal(fast["relu3_1"], plain["relu3_1"])
+
+
+@pytest.mark.skipif(not shutil.which(os.environ.get("CXX", "g++")), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_network_matches_eager_with_either_padding():
+    """``compile=True`` runs the same network through torch.compile; circular padding (tileable
+    renders) switched on after the first compile must still take effect."""
+    layers = ["relu1_1", "relu2_1"]
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    eager = VGGFeatures("random", last_layer="relu2_1")
+    compiled = VGGFeatures("random", last_layer="relu2_1", compile=True)
+    for mode in ("zeros", "circular"):
+        with eager.padding(mode), compiled.padding(mode):
+            want, want_grad = _features_and_input_grad(eager, image, layers)
+            got, got_grad = _features_and_input_grad(compiled, image, layers)
+        for name in layers:
+            assert torch.allclose(got[name], want[name], atol=1e-5), (mode, name)
+        assert torch.allclose(got_grad, want_grad, atol=1e-8, rtol=1e-4), mode
+    with compiled.padding("circular"):  # the circular result differs from zeros at the border
+        rolled = compiled(image.roll(7, dims=-1), ["relu1_1"])["relu1_1"]
+        assert torch.allclose(rolled, compiled(image, ["relu1_1"])["relu1_1"].roll(7, dims=-1), atol=1e-5)

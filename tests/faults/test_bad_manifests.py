@@ -42,6 +42,8 @@ def test_size_cap_is_configurable(tmp_path):
     ("name: n\noutput: out\njobs: [\n", "m.yaml:4: YAML syntax error"),
     ("name: n\noutput: out\nmodle: {weights: random}\njobs:\n" + JOB, "m.yaml:3: modle: unknown key; did you mean 'model'?"),
     ("name: n\noutput: out\nmodel: {weights: 5}\njobs:\n" + JOB, "m.yaml:3: model.weights: must be imagenet, random"),
+    ("name: n\noutput: out\nmodel: {weights: random, compile: yes-please}\njobs:\n" + JOB,
+     "m.yaml:3: model.compile: must be true or false"),
     ("name: n\noutput: out\ncluster: {workers: -2}\njobs:\n" + JOB, "m.yaml:3: cluster.workers: must be 'auto' or a positive count"),
     ("name: n\noutput: out\njobs: []\n", "m.yaml:3: jobs: must be a non-empty list"),
     ("output: out\njobs:\n" + JOB, "m.yaml:1: missing required key 'name'"),
