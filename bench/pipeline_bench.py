@@ -6,6 +6,7 @@ download, decode, compute, encode, upload, record); the one-time actor start-up 
 load) is reported apart, since an overnight run pays it once per actor."""
 from __future__ import annotations
 
+import logging
 import socket
 import tempfile
 import time
@@ -31,6 +32,7 @@ def pipeline_rows(sizes: list[int], iterations: int, tasks: int, direct_seconds:
     import ray
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     port = _free_port()

@@ -16,21 +16,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def vgg_pass_seconds(vgg: VGGFeatures, size: int, repeats: int = 3) -> float:
-    """Seconds of one forward+backward pass through the texture layers (the optimization's unit of work)."""
+def vgg_pass_seconds(vgg: VGGFeatures, size: int, min_seconds: float = 1.0) -> float:
+    """Seconds of one forward+backward pass through the texture layers (the optimization's unit of work),
+    averaged over at least 3 passes and ``min_seconds``."""
     x = torch.rand(1, 3, size, size, device=vgg.device, requires_grad=True)
 
     def one_pass():
         feats = vgg(x, GATYS_TEXTURE_LAYERS)
         sum(f.square().mean() for f in feats.values()).backward()
 
-    one_pass()  # warm-up: kernels, allocator
+    one_pass()  # warm-up: kernels, allocator, compilation
     _sync(vgg.device)
     start = time.perf_counter()
-    for _ in range(repeats):
+    passes = 0
+    while passes < 3 or time.perf_counter() - start < min_seconds:
         one_pass()
+        passes += 1
+        if passes % 3 == 0:
+            _sync(vgg.device)
     _sync(vgg.device)
-    return (time.perf_counter() - start) / repeats
+    return (time.perf_counter() - start) / passes
 
 
 def gatys_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterations: int) -> dict:
