@@ -1,7 +1,8 @@
 """Pixel optimization with L-BFGS (default, as Gatys et al.) or Adam, guarded against divergence.
 
 The guard (after texturize's solver): the loop runs in chunks of ``check_every`` iterations;
-after each chunk the loss is checked once (the only host-device sync besides L-BFGS's own).
+after each chunk the loss is checked once (the only host-device sync besides the line search's,
+see ``lbfgs.py``).
 A non-finite or exploding loss rolls the image back to the last good state and restarts the
 optimizer with a tenth of the step size, instead of returning garbage. Rolled-back chunks do not
 count against ``iterations`` (at most ``max_rollbacks`` of them), so a recovered run still converges.
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+
+from .lbfgs import DeviceLBFGS
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 
@@ -34,16 +37,35 @@ class OptimResult:
     per_image_end: list[float] = field(default_factory=list)
 
 
-def _make_optimizer(x: torch.Tensor, method: str, lr: float, chunk: int) -> torch.optim.Optimizer:
-    if method == "lbfgs":
-        # Negative tolerances: run the iterations we were asked for, do not stop on a flat stretch.
-        return torch.optim.LBFGS(
-            [x], lr=lr, max_iter=chunk, history_size=50, line_search_fn="strong_wolfe",
-            tolerance_grad=-1.0, tolerance_change=-1.0,
-        )
-    if method == "adam":
-        return torch.optim.Adam([x], lr=lr)
-    raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {method!r}")
+class _Stepper:
+    """Runs ``n`` iterations of one optimizer; tells it when the objective changed."""
+
+    def __init__(self, x: torch.Tensor, method: str, lr: float) -> None:
+        self.x = x
+        if method == "lbfgs":
+            # Runs the iterations it is asked for: no early stop on a flat stretch.
+            self.optimizer = DeviceLBFGS(x, lr=lr, history_size=50)
+        elif method == "adam":
+            self.optimizer = torch.optim.Adam([x], lr=lr)
+        else:
+            raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {method!r}")
+
+    def run(self, closure: Callable[[], torch.Tensor], n: int) -> None:
+        if isinstance(self.optimizer, DeviceLBFGS):
+            self.optimizer.step(closure, n)
+        else:
+            for _ in range(n):
+                self.optimizer.step(closure)
+                with torch.no_grad():
+                    self.x.clamp_(0, 1)
+
+    def loss_at_x(self, last_evaluated: float) -> float:
+        """The loss at the current image: L-BFGS knows it; for Adam the last evaluation is one step behind."""
+        return self.optimizer.loss if isinstance(self.optimizer, DeviceLBFGS) else last_evaluated
+
+    def objective_changed(self) -> None:
+        if isinstance(self.optimizer, DeviceLBFGS):
+            self.optimizer.objective_changed()  # Adam evaluates afresh at every step anyway
 
 
 def optimize(
@@ -75,11 +97,11 @@ def optimize(
     history: list[float] = [loss_start]
     evaluations = iterations_done = rollbacks = 0
     last_loss = torch.tensor(loss_start)
-    optimizer = _make_optimizer(x, method, lr, check_every)
+    stepper = _Stepper(x, method, lr)
 
     def closure() -> torch.Tensor:
         nonlocal evaluations, last_loss
-        optimizer.zero_grad(set_to_none=True)
+        x.grad = None
         loss = objective(x).sum()
         loss.backward()
         evaluations += 1
@@ -88,16 +110,8 @@ def optimize(
 
     while iterations_done < iterations:
         chunk = min(check_every, iterations - iterations_done)
-        if method == "lbfgs":
-            optimizer.param_groups[0]["max_iter"] = chunk
-            optimizer.param_groups[0]["max_eval"] = chunk * 5 // 4
-            optimizer.step(closure)
-        else:
-            for _ in range(chunk):
-                optimizer.step(closure)
-                with torch.no_grad():
-                    x.clamp_(0, 1)
-        loss = float(last_loss)
+        stepper.run(closure, chunk)
+        loss = stepper.loss_at_x(float(last_loss))
         finite = math.isfinite(loss) and bool(torch.isfinite(x).all())
         if finite and loss <= divergence_factor * best:
             iterations_done += chunk
@@ -106,6 +120,7 @@ def optimize(
             history.append(loss)
             if refresh is not None:
                 refresh()
+                stepper.objective_changed()
             continue
         rollbacks += 1
         if rollbacks > max_rollbacks:
@@ -113,7 +128,7 @@ def optimize(
         with torch.no_grad():
             x.copy_(last_good)
         lr *= 0.1
-        optimizer = _make_optimizer(x, method, lr, check_every)
+        stepper = _Stepper(x, method, lr)
 
     with torch.no_grad():
         x.clamp_(0, 1)

@@ -56,10 +56,10 @@ def test_tileable_texture_has_no_seam_when_wrapped(vgg, pebbles):
     assert plain_x > plain_cols.max() and (plain_x + plain_y) > 1.3 * (seam_x + seam_y)
 
 
-def test_divergence_guard_recovers_from_an_unstable_step(vgg, pebbles):
-    # An absurd L-BFGS step scale sends the first line search to inf/NaN.
+def test_an_absurd_step_scale_still_converges(vgg, pebbles):
+    # A first trial step a million times too long: the line search backs off from it (a loss that
+    # breaks down altogether is rolled back: tests/test_lbfgs.py).
     record = _texture(vgg, pebbles, size=48, iterations=30, lr=1e6).record
-    assert record["rollbacks"] >= 1
     assert torch.isfinite(torch.tensor(record["loss_end"]))
     assert record["loss_end"] < record["loss_start"] / 2
 
