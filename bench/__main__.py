@@ -45,6 +45,7 @@ def main(argv=None) -> int:
                         help="also measure the network in this precision (against fp32, same run)")
     parser.add_argument("--channels-last", action="store_true", help="also measure channels-last")
     parser.add_argument("--compile", action="store_true", help="also measure the network under torch.compile")
+    parser.add_argument("--optimizer", action="store_true", help="also torch's L-BFGS against ours: time, ops, syncs")
     parser.add_argument("--batch", type=int, default=1, help="also measure N textures per VGG pass")
     parser.add_argument("--nets", action="store_true", help="also Texture Networks generation and training")
     parser.add_argument("--train-steps", type=int, default=20, help="training steps for --nets")
@@ -72,6 +73,12 @@ def main(argv=None) -> int:
         variant_rows += [{"variant": "compiled", **gatys_texture_row(compiled, exemplar, size, args.iterations)}
                          for size in args.sizes]
     out = [f"## Gatys texture vs the VGG ceiling\n\n{header}\n\n{_table(rows + variant_rows)}"]
+    if args.optimizer:
+        from .optimizer_bench import optimizer_rows
+
+        opt = [row for size in args.sizes for row in optimizer_rows(vgg, exemplar, size, args.iterations)]
+        out.append(f"## L-BFGS per iteration: torch.optim.LBFGS vs ours (Gatys texture objective)\n\n{header}\n\n"
+                   f"{_table(opt)}")
     if args.batch > 1:
         batch = [batch_row(vgg, exemplar, size, args.iterations, args.batch) for size in args.sizes]
         out.append(f"## Batched Gatys textures ({args.batch} per VGG pass) vs one at a time\n\n{header}\n\n{_table(batch)}")

@@ -14,13 +14,13 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
     out = tmp_path / "bench.md"
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "bench", "--sizes", "32", "--iterations", "2", "--mrf", "--nets",
-         "--train-steps", "2", "--batch", "2", "--precision", "bf16", "--compile", "--pipeline", "--tasks", "1",
+         "--train-steps", "2", "--batch", "2", "--precision", "bf16", "--compile", "--optimizer", "--pipeline", "--tasks", "1",
          "--output", str(out)],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
     for heading in ("Gatys texture vs the VGG ceiling", "Batched Gatys textures", "MRF texture vs Gatys",
                     "Patch matching vs a plain matrix product", "Texture Networks: one-pass generate",
-                    "training throughput", "Pipeline (texfarm run"):
+                    "training throughput", "Pipeline (texfarm run", "L-BFGS per iteration"):
         assert heading in text, heading
     assert "| bf16 | 32 |" in text and "| compiled | 32 |" in text

@@ -1,23 +1,11 @@
 """The device-resident L-BFGS: the same iterates as torch's, with a cost per iteration that does not
 grow with the history and host syncs only where the line search decides."""
-from collections import Counter
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from bench.optimizer_bench import CountOps
 from tasks.lbfgs import DeviceLBFGS
 from tasks.optimize import optimize
-
-
-class _CountOps(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[func.__name__.split(".")[0]] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def _problem(n: int = 120):
@@ -62,7 +50,7 @@ def _ops_per_iteration(make, x, iterations=20):
     f, _ = _problem(x.numel())
     run = make(x)
     run(_closure(f, x), 30)  # fill the history
-    with _CountOps() as counter:
+    with CountOps() as counter:
         run(_closure(f, x), iterations)
     return counter.ops, iterations
 
