@@ -17,6 +17,7 @@ from tasks.device import describe, pick_device
 from tasks.imageio import load_image
 from tasks.vgg import VGGFeatures
 
+from .goals import goal_rows
 from .tasks_bench import batch_row, gatys_texture_row, matching_row, mrf_texture_row
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -79,6 +80,7 @@ def main(argv=None) -> int:
         opt = [row for size in args.sizes for row in optimizer_rows(vgg, exemplar, size, args.iterations)]
         out.append(f"## L-BFGS per iteration: torch.optim.LBFGS vs ours (Gatys texture objective)\n\n{header}\n\n"
                    f"{_table(opt)}")
+    batch, prow = [], []
     if args.batch > 1:
         batch = [batch_row(vgg, exemplar, size, args.iterations, args.batch) for size in args.sizes]
         out.append(f"## Batched Gatys textures ({args.batch} per VGG pass) vs one at a time\n\n{header}\n\n{_table(batch)}")
@@ -102,9 +104,10 @@ def main(argv=None) -> int:
     if args.pipeline:
         from .pipeline_bench import pipeline_rows
 
-        direct = {row["size"]: row["seconds_per_texture"] for row in rows}
-        prow = pipeline_rows(args.sizes, args.iterations, args.tasks, direct)
+        prow = pipeline_rows(args.sizes, args.iterations, args.tasks, vgg, exemplar)
         out.append(f"## Pipeline (texfarm run, 1 CPU actor, S3 on 127.0.0.1) vs direct\n\n{header}\n\n{_table(prow)}")
+    goals = goal_rows(device.type, {"gatys": rows, "batch": batch, "pipeline": prow})
+    out.append(f"## The performance goals against this run\n\n{header}\n\n{_table(goals)}")
     text = "\n\n".join(out)
     print(text)
     if args.output:

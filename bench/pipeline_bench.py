@@ -24,8 +24,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def pipeline_rows(sizes: list[int], iterations: int, tasks: int, direct_seconds: dict[int, float]) -> list[dict]:
-    """For each size: per-task wall time through Ray + S3 against the direct task time."""
+def direct_seconds(vgg, exemplar, size: int, iterations: int, tasks: int) -> float:
+    """Mean wall time of the same tasks (same seeds) called in this process, after a warm-up."""
+    from tasks.gatys import texture
+    from tasks.params import TextureParams
+
+    texture({"inputs": [exemplar]}, TextureParams(size=size, iterations=2), vgg, 0)
+    start = time.perf_counter()
+    for seed in range(tasks):
+        texture({"inputs": [exemplar]}, TextureParams(size=size, iterations=iterations), vgg, seed)
+    return (time.perf_counter() - start) / tasks
+
+
+def pipeline_rows(sizes: list[int], iterations: int, tasks: int, vgg, exemplar) -> list[dict]:
+    """For each size: per-task wall time through Ray + S3 against the same tasks run directly."""
     import os
 
     import boto3
@@ -62,12 +74,12 @@ def pipeline_rows(sizes: list[int], iterations: int, tasks: int, direct_seconds:
                     client.delete_object(Bucket="bench", Key=task.output_prefix.split("bench/", 1)[1] + ".json")
                 summary = run_manifest(manifest, stream=None)
                 per_task = summary.execute_seconds / tasks
+                direct = direct_seconds(vgg, exemplar, size, iterations, tasks)
                 in_actor = sum(r["wall_seconds"] - r["seconds"] - r["queue_seconds"] for r in summary.records) / tasks
                 storage = sum(r["read_seconds"] + r["write_seconds"] for r in summary.records) / tasks
                 rows.append({"size": size, "iterations": iterations, "tasks": tasks,
-                             "direct_s_per_task": direct_seconds[size], "pipeline_s_per_task": per_task,
-                             "overhead_s_per_task": per_task - direct_seconds[size],
-                             "ratio": per_task / direct_seconds[size],
+                             "direct_s_per_task": direct, "pipeline_s_per_task": per_task,
+                             "overhead_s_per_task": per_task - direct, "ratio": per_task / direct,
                              "storage_s_per_task": storage,
                              # Storage time over wall time: what waiting on storage costs at most (a
                              # second call in flight overlaps it with compute).
