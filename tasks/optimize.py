@@ -86,7 +86,7 @@ def optimize(
     An objective with a ``refresh()`` method (e.g. patch matching with fixed targets) is refreshed
     after every good chunk, so between refreshes L-BFGS sees a smooth function."""
     refresh = getattr(objective, "refresh", None)
-    x = image.detach().clone().requires_grad_(True)
+    x = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)  # L-BFGS views it flat
     with torch.no_grad():
         per_image_start = objective(x).reshape(-1)
         loss_start = float(per_image_start.sum())
