@@ -11,7 +11,7 @@ from tasks.params import GenerateParams, TextureNetParams
 from tasks.texture_nets import generate, train_texture_net
 from tasks.vgg import VGGFeatures
 
-from .tasks_bench import _sync
+from .tasks_bench import sync
 
 
 def _train(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, steps: int, seed: int) -> dict:
@@ -23,10 +23,10 @@ def generate_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, gatys_seco
     weights = _train(vgg, exemplar, 64, train_steps, 0).files[".safetensors"]
     params = GenerateParams(size=size, count=8, batch_size=8)
     generate({"generator": [weights]}, GenerateParams(size=size, count=1), vgg, 0)  # warm-up
-    _sync(vgg.device)
+    sync(vgg.device)
     start = time.perf_counter()
     generate({"generator": [weights]}, params, vgg, 1)
-    _sync(vgg.device)
+    sync(vgg.device)
     per_image = (time.perf_counter() - start) / params.count
     return {"size": size, "generate_images_per_s": 1.0 / per_image, "generate_s_per_image": per_image,
             "gatys_s_per_image": gatys_seconds, "speedup": gatys_seconds / per_image}
@@ -39,13 +39,13 @@ def training_rows(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, steps: in
         results: list[dict] = []
         threads = [threading.Thread(target=lambda s=seed: results.append(_train(vgg, exemplar, size, steps, s).record))
                    for seed in range(count)]
-        _sync(vgg.device)
+        sync(vgg.device)
         start = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        _sync(vgg.device)
+        sync(vgg.device)
         wall = time.perf_counter() - start
         rows.append({"trainings": count, "size": size, "batch": 4, "steps_each": steps,
                      "total_steps_per_s": count * steps / wall, "per_training_steps_per_s": steps / wall})

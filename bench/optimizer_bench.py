@@ -18,6 +18,8 @@ from tasks.losses import GramLoss, normalized_weights
 from tasks.params import GATYS_TEXTURE_LAYERS
 from tasks.vgg import VGGFeatures
 
+from .tasks_bench import sync
+
 CHUNK = 10  # iterations per step() call, as tasks/optimize.py runs them between divergence checks
 
 
@@ -31,11 +33,6 @@ class CountOps(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops[func.__name__.split(".")[0]] += 1
         return func(*args, **(kwargs or {}))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _torch_lbfgs(x: torch.Tensor):
@@ -73,11 +70,11 @@ def optimizer_rows(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iteratio
 
         run = make(x)
         run(closure, CHUNK)  # warm-up, and a history to work with
-        _sync(vgg.device)
+        sync(vgg.device)
         evaluations, begin = 0, time.perf_counter()
         for _ in range(iterations // CHUNK):
             run(closure, CHUNK)
-        _sync(vgg.device)
+        sync(vgg.device)
         seconds, timed_evaluations = time.perf_counter() - begin, evaluations
         with CountOps() as in_closure:
             closure()

@@ -11,7 +11,7 @@ from tasks.params import GATYS_TEXTURE_LAYERS, TextureParams
 from tasks.vgg import VGGFeatures
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -29,12 +29,12 @@ def vgg_pass_seconds(vgg: VGGFeatures, size: int, groups: int = 5, min_seconds: 
     one_pass()  # warm-up: kernels, allocator, compilation
     best = float("inf")
     for _ in range(groups):
-        _sync(vgg.device)
+        sync(vgg.device)
         start, passes = time.perf_counter(), 0
         while passes < 2 or time.perf_counter() - start < min_seconds:
             one_pass()
             passes += 1
-            _sync(vgg.device)
+            sync(vgg.device)
         best = min(best, (time.perf_counter() - start) / passes)
     return best
 
@@ -44,11 +44,11 @@ def gatys_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, itera
     pass_s = vgg_pass_seconds(vgg, size)
     params = TextureParams(size=size, iterations=iterations)
     texture({"inputs": [exemplar]}, TextureParams(size=size, iterations=2), vgg, 0)  # warm-up
-    _sync(vgg.device)
+    sync(vgg.device)
     warm_up = time.perf_counter() - start
     start = time.perf_counter()
     record = texture({"inputs": [exemplar]}, params, vgg, 0).record
-    _sync(vgg.device)
+    sync(vgg.device)
     wall = time.perf_counter() - start
     return {
         "size": size, "iterations": iterations, "evaluations": record["evaluations"],
@@ -71,11 +71,11 @@ def matching_row(device: torch.device, queries: int, exemplar_patches: int, dim:
 
     def timed(fn, repeats: int = 3) -> float:
         fn()
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         for _ in range(repeats):
             fn()
-        _sync(device)
+        sync(device)
         return (time.perf_counter() - start) / repeats
 
     match_s = timed(lambda: nearest_patches(query, exemplar, chunk, exemplar_normalized=True))
@@ -92,10 +92,10 @@ def mrf_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterati
 
     params = MRFParams(size=size, iterations=iterations, octaves=1)
     mrf({"inputs": [exemplar]}, MRFParams(size=size, iterations=2, octaves=1), vgg, 0)  # warm-up
-    _sync(vgg.device)
+    sync(vgg.device)
     start = time.perf_counter()
     record = mrf({"inputs": [exemplar]}, params, vgg, 0).record
-    _sync(vgg.device)
+    sync(vgg.device)
     wall = time.perf_counter() - start
     return {"size": size, "iterations": iterations, "evaluations": record["evaluations"],
             "seconds_per_texture": wall, "textures_per_hour": 3600.0 / wall, "loss_end": record["loss_end"]}
@@ -108,14 +108,14 @@ def batch_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterations: i
     params = TextureParams(size=size, iterations=iterations)
     inputs = {"inputs": [exemplar]}
     texture(inputs, TextureParams(size=size, iterations=2), vgg, 0)  # warm-up
-    _sync(vgg.device)
+    sync(vgg.device)
     start = time.perf_counter()
     alone = [texture(inputs, params, vgg, seed).record["loss_end"] for seed in range(batch)]
-    _sync(vgg.device)
+    sync(vgg.device)
     one_s = time.perf_counter() - start
     start = time.perf_counter()
     together = [out.record["loss_end"] for out in texture_batch(inputs, params, vgg, list(range(batch)))]
-    _sync(vgg.device)
+    sync(vgg.device)
     batch_s = time.perf_counter() - start
     return {"size": size, "batch": batch, "one_at_a_time_per_hour": 3600 * batch / one_s,
             "batched_per_hour": 3600 * batch / batch_s, "speedup": one_s / batch_s,

@@ -95,14 +95,14 @@ class DeviceLBFGS:
         return evaluate
 
     def _loss_and_grad(self, closure: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
-        loss = float(closure().detach())  # the one sync per evaluation: the line search decides on it
+        loss = float(closure().detach())  # a sync the line search needs: it decides on the loss
         if not math.isfinite(loss):
             raise _NonFinite(loss)
         return loss, self.x.grad.detach().reshape(-1).clone()
 
     def _remember(self, s: torch.Tensor, y: torch.Tensor) -> None:
-        ys, yy = torch.dot(y, s), torch.dot(y, y)
-        keep = ys > CURVATURE_EPS * yy
+        ys, y_norm2 = torch.dot(y, s), torch.dot(y, y)
+        keep = ys > CURVATURE_EPS * y_norm2
         # A skipped pair is stored as zeros: it then drops out of every product (see _direction).
         slot, m = self.next_slot, self.m
         s, y = torch.where(keep, s, 0.0), torch.where(keep, y, 0.0)
@@ -112,7 +112,7 @@ class DeviceLBFGS:
         self.sy[slot, :] = products[m:, 0]  # s_new . y_j
         self.yy[:, slot] = products[m:, 1]
         self.yy[slot, :] = products[m:, 1]
-        self.gamma = torch.where(keep, ys.double() / yy.double().clamp_min(1e-30), self.gamma)
+        self.gamma = torch.where(keep, ys.double() / y_norm2.double().clamp_min(1e-30), self.gamma)
         self.next_slot = (slot + 1) % m
         self.pairs += 1
 
@@ -134,6 +134,6 @@ class DeviceLBFGS:
         a = torch.linalg.solve_triangular(r, s_g.unsqueeze(1), upper=True)  # R^-1 S^T g
         inner = diagonal.unsqueeze(1) * a + gamma * (yy @ a) - gamma * y_g.unsqueeze(1)
         top = torch.linalg.solve_triangular(r.T, inner, upper=False)  # R^-T ((D + gamma Y^T Y) a - gamma Y^T g)
-        coefficients = torch.cat([top, -gamma * a]).squeeze(1)  # on [S; Y]
-        coefficients = torch.cat([torch.roll(coefficients[:m], -shift), torch.roll(coefficients[m:], -shift)])
+        # Coefficients on the rows of [S; Y], rolled back from chronological order to slots.
+        coefficients = torch.cat([top, -gamma * a]).view(2, m).roll(-shift, dims=1).reshape(-1)
         return -(gamma.to(grad.dtype) * grad + self.store.T @ coefficients.to(grad.dtype))
