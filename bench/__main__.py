@@ -2,6 +2,7 @@
 
   python -m bench --sizes 256 512 1024 --iterations 100          # tasks on this device
   python -m bench --sizes 64 128 --pipeline --tasks 4              # + the pipeline against direct runs
+                                                                   #   and 2 actors against 1
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device")
     parser.add_argument("--pipeline", action="store_true", help="also run tasks through texfarm run + local S3")
     parser.add_argument("--tasks", type=int, default=3, help="tasks per size for --pipeline")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="--pipeline also measures this many CPU actors against one (1: skip)")
     parser.add_argument("--mrf", action="store_true", help="also the MRF task and the patch matching")
     parser.add_argument("--chunk", type=int, default=4096, help="MRF matching chunk")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
@@ -104,8 +107,11 @@ def main(argv=None) -> int:
     if args.pipeline:
         from .pipeline_bench import pipeline_rows
 
-        prow = pipeline_rows(args.sizes, args.iterations, args.tasks, vgg, exemplar)
+        prow, scaling = pipeline_rows(args.sizes, args.iterations, args.tasks, vgg, exemplar, args.workers)
         out.append(f"## Pipeline (texfarm run, 1 CPU actor, S3 on 127.0.0.1) vs direct\n\n{header}\n\n{_table(prow)}")
+        if scaling:
+            out.append(f"## Pipeline scaling: {args.workers} actors vs 1 (one thread each)\n\n{header}\n\n"
+                       f"{_table(scaling)}")
     goals = goal_rows(device.type, {"gatys": rows, "batch": batch, "pipeline": prow})
     out.append(f"## The performance goals against this run\n\n{header}\n\n{_table(goals)}")
     text = "\n\n".join(out)

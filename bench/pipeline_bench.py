@@ -1,5 +1,6 @@
 """The pipeline's own cost: the same texture tasks run directly, then through ``texfarm run`` with
-storage on a local S3 endpoint (moto server) and one actor, in the same process and run.
+storage on a local S3 endpoint (moto server) and one actor, in the same process and run; then the
+same pipeline with several actors against one, which is the scaling an overnight farm relies on.
 
 Per task = the driver's time from first dispatch to last result, over the tasks (dispatch, input
 download, decode, compute, encode, upload, record); the one-time actor start-up (Ray worker, model
@@ -36,8 +37,31 @@ def direct_seconds(vgg, exemplar, size: int, iterations: int, tasks: int) -> flo
     return (time.perf_counter() - start) / tasks
 
 
-def pipeline_rows(sizes: list[int], iterations: int, tasks: int, vgg, exemplar) -> list[dict]:
-    """For each size: per-task wall time through Ray + S3 against the same tasks run directly."""
+def _manifest(folder: str, endpoint: str, name: str, size: int, iterations: int, tasks: int, workers: int):
+    path = Path(folder) / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\noutput: s3://bench/out\nstorage: {{endpoint_url: {endpoint}}}\n"
+        f"cluster: {{workers: {workers}}}\nmodel: {{weights: random}}\njobs:\n"
+        f"  - {{name: {name}, kind: texture, inputs: s3://bench/in/pebbles.jpg, seeds: {tasks},"
+        f" params: {{size: {size}, iterations: {iterations}}}}}\n")
+    return parse_manifest(str(path))
+
+
+def _warm_then_timed(manifest, client):
+    """Run once to warm up (Ray workers, model load: one-time costs, reported apart), delete the
+    records so the tasks are redone, run again; return the timed summary and the first run's seconds."""
+    start = time.perf_counter()
+    run_manifest(manifest, stream=None)
+    first_run = time.perf_counter() - start
+    for task in manifest.tasks:
+        client.delete_object(Bucket="bench", Key=task.output_prefix.split("bench/", 1)[1] + ".json")
+    return run_manifest(manifest, stream=None), first_run
+
+
+def pipeline_rows(sizes: list[int], iterations: int, tasks: int, vgg, exemplar,
+                  workers: int = 2) -> tuple[list[dict], list[dict]]:
+    """For each size: per-task wall time through Ray + S3 with one actor against the same tasks run
+    directly; then the throughput of ``workers`` actors against one (CPU actors of one thread each)."""
     import os
 
     import boto3
@@ -54,25 +78,13 @@ def pipeline_rows(sizes: list[int], iterations: int, tasks: int, vgg, exemplar) 
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     client.create_bucket(Bucket="bench")
     client.upload_file(str(DATA / "textures" / "pebbles.jpg"), "bench", "in/pebbles.jpg")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    rows = []
+    ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    rows, scaling = [], []
     try:
         with tempfile.TemporaryDirectory() as folder:
             for size in sizes:
-                path = Path(folder) / f"bench-{size}.yaml"
-                path.write_text(
-                    f"name: bench-{size}\noutput: s3://bench/out\nstorage: {{endpoint_url: {endpoint}}}\n"
-                    f"cluster: {{workers: 1}}\nmodel: {{weights: random}}\njobs:\n"
-                    f"  - {{name: s{size}, kind: texture, inputs: s3://bench/in/pebbles.jpg, seeds: {tasks},"
-                    f" params: {{size: {size}, iterations: {iterations}}}}}\n")
-                manifest = parse_manifest(str(path))
-                # Warm: Ray workers and the actor's model load are one-time costs, reported apart.
-                start = time.perf_counter()
-                run_manifest(manifest, stream=None)
-                first_run = time.perf_counter() - start
-                for task in manifest.tasks:  # delete the records so the timed run redoes the tasks
-                    client.delete_object(Bucket="bench", Key=task.output_prefix.split("bench/", 1)[1] + ".json")
-                summary = run_manifest(manifest, stream=None)
+                manifest = _manifest(folder, endpoint, f"s{size}", size, iterations, tasks, 1)
+                summary, first_run = _warm_then_timed(manifest, client)
                 per_task = summary.execute_seconds / tasks
                 direct = direct_seconds(vgg, exemplar, size, iterations, tasks)
                 in_actor = sum(r["wall_seconds"] - r["seconds"] - r["queue_seconds"] for r in summary.records) / tasks
@@ -85,7 +97,18 @@ def pipeline_rows(sizes: list[int], iterations: int, tasks: int, vgg, exemplar) 
                              # second call in flight overlaps it with compute).
                              "storage_share": storage / per_task, "in_actor_overhead_s": in_actor,
                              "actor_startup_s": summary.startup_seconds, "first_run_s": first_run})
+                if workers > 1:
+                    # At least two tasks per actor, and the same number for each, so that the
+                    # figure is the scheduler's and not the last round's imbalance.
+                    count = workers * max(2, -(-tasks // workers))
+                    many = _manifest(folder, endpoint, f"w{workers}s{size}", size, iterations, count, workers)
+                    wide, _ = _warm_then_timed(many, client)
+                    one_per_hour, many_per_hour = 3600 / per_task, 3600 * count / wide.execute_seconds
+                    scaling.append({"size": size, "iterations": iterations, "workers": workers, "tasks": count,
+                                    "tasks_per_hour_1": one_per_hour, f"tasks_per_hour_{workers}": many_per_hour,
+                                    "speedup": many_per_hour / one_per_hour,
+                                    "efficiency": many_per_hour / one_per_hour / workers})
     finally:
         ray.shutdown()
         server.stop()
-    return rows
+    return rows, scaling
