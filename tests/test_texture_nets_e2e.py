@@ -71,8 +71,16 @@ def test_a_preempted_training_resumes_from_its_newest_checkpoint(tmp_path, ray_c
     client.upload_file(str(DATA / "textures" / "pebbles.jpg"), name, "in/pebbles.jpg")
     client.upload_file(str(DATA / "textures" / "red_peppers.jpg"), name, "in/red_peppers.jpg")
     manifest = _manifest(tmp_path, name, s3_endpoint, iterations=400)
-    first_checkpoint = lambda: any(k.endswith("/complete") for k in _keys(client, name, "nets/train/"))  # noqa: E731
-    with killing_renders(limit=1, after=first_checkpoint) as killed:
+    trains = {t.task_id for t in manifest.tasks if t.job == "train"}
+
+    def both_checkpointed() -> bool:
+        # Both trainings run at once and either worker may be the one killed: wait until each has a
+        # complete checkpoint, else the killed one may rightly start again from step 0.
+        done = {k.split("nets/train/")[1].split(".ckpt/")[0] for k in _keys(client, name, "nets/train/")
+                if k.endswith("/complete")}
+        return done >= trains
+
+    with killing_renders(limit=1, after=both_checkpointed) as killed:
         summary = run_manifest(manifest, stream=None)
     assert killed and summary.failed == []
     resumed = [r for r in summary.records if r["job"] == "train" and r["attempts"] == 2]
