@@ -89,6 +89,10 @@ def pipeline_rows(sizes: list[int], iterations: int, tasks: int, vgg, exemplar,
                 direct = direct_seconds(vgg, exemplar, size, iterations, tasks)
                 in_actor = sum(r["wall_seconds"] - r["seconds"] - r["queue_seconds"] for r in summary.records) / tasks
                 storage = sum(r["read_seconds"] + r["write_seconds"] for r in summary.records) / tasks
+                # A fresh actor's first task runs cold (first-call allocations and kernels) where the
+                # direct calls were warmed up: a once-per-actor cost that a few tasks amortize poorly.
+                computes = [r["seconds"] for r in summary.records]  # one actor: in the order they ran
+                cold = computes[0] - sum(computes[1:]) / (len(computes) - 1) if len(computes) > 1 else float("nan")
                 rows.append({"size": size, "iterations": iterations, "tasks": tasks,
                              "direct_s_per_task": direct, "pipeline_s_per_task": per_task,
                              "overhead_s_per_task": per_task - direct, "ratio": per_task / direct,
@@ -96,6 +100,7 @@ def pipeline_rows(sizes: list[int], iterations: int, tasks: int, vgg, exemplar,
                              # Storage time over wall time: what waiting on storage costs at most (a
                              # second call in flight overlaps it with compute).
                              "storage_share": storage / per_task, "in_actor_overhead_s": in_actor,
+                             "first_task_extra_s": cold,
                              "actor_startup_s": summary.startup_seconds, "first_run_s": first_run})
                 if workers > 1:
                     # At least two tasks per actor, and the same number for each, so that the
