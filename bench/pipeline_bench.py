@@ -103,9 +103,9 @@ def pipeline_rows(sizes: list[int], iterations: int, tasks: int, vgg, exemplar,
                              "first_task_extra_s": cold,
                              "actor_startup_s": summary.startup_seconds, "first_run_s": first_run})
                 if workers > 1:
-                    # At least two tasks per actor, and the same number for each, so that the
-                    # figure is the scheduler's and not the last round's imbalance.
-                    count = workers * max(2, -(-tasks // workers))
+                    # As many tasks per actor as the one actor ran: each pays one cold first task,
+                    # and the rounds come out even.
+                    count = workers * tasks
                     many = _manifest(folder, endpoint, f"w{workers}s{size}", size, iterations, count, workers)
                     wide, _ = _warm_then_timed(many, client)
                     one_per_hour, many_per_hour = 3600 / per_task, 3600 * count / wide.execute_seconds
