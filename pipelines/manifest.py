@@ -9,6 +9,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,7 +29,7 @@ DEFAULT_MAX_SIZE = 4096  # longest output side accepted; raise it with limits.ma
 TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
 STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
 CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size", "pipeline_depth",
-                "restart_timeout"}
+                "restart_timeout", "start_timeout"}
 MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last", "compile"}
 LIMIT_KEYS = {"max_size", "max_input_pixels"}
 JOB_KEYS = {"name", "kind", "seeds", "params", "sweep"}
@@ -123,6 +124,8 @@ class _Validator:
         self.lines = lines
         self.base_dir = base_dir
         self.problems: list[Problem] = []
+        self.relative: set[str] = set()  # resolved local paths the manifest named relative to its folder
+        self.output_relative = False
 
     def line(self, path: tuple) -> int:
         while path and path not in self.lines:
@@ -157,13 +160,23 @@ class _Validator:
 
     def resolve(self, uri: str) -> str:
         """Relative local paths are relative to the manifest's folder."""
-        if is_s3(uri) or uri.startswith("file://") or Path(uri).is_absolute():
+        if not is_relative(uri):
             return uri
         return str((self.base_dir / uri).resolve()) + ("/" if uri.endswith("/") else "")
 
+    def portable(self, uri: str) -> str:
+        """How ``uri`` enters task ids: a path the manifest named relative to its folder stays relative,
+        so the same manifest gives the same ids from any folder, machine or `texfarm submit`."""
+        return os.path.relpath(uri, self.base_dir) if uri in self.relative else uri
 
-def _task_id(kind: str, inputs: dict[str, list[str]], params: dict, seed: int, weights: str) -> str:
-    blob = json.dumps({"kind": kind, "inputs": inputs, "params": params, "seed": seed, "weights": weights},
+
+def is_relative(uri: str) -> bool:
+    return not (is_s3(uri) or uri.startswith("file://") or Path(uri).is_absolute())
+
+
+def _task_id(v: _Validator, kind: str, inputs: dict[str, list[str]], params: dict, seed: int, weights: str) -> str:
+    named = {role: [v.portable(uri) for uri in uris] for role, uris in inputs.items()}
+    blob = json.dumps({"kind": kind, "inputs": named, "params": params, "seed": seed, "weights": weights},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -205,6 +218,8 @@ def _expand_inputs(v: _Validator, storage: Storage, value: Any, path: tuple) -> 
         if not found:
             hint = "no file matches the glob" if has_glob(pattern) else "nothing exists at that path"
             v.add(item_path, f"{pattern!r} matches no input ({hint}); check the path, or end a folder/prefix with '/'")
+        if is_relative(pattern):
+            v.relative.update(found)
         uris.extend(found)
     return list(dict.fromkeys(uris))
 
@@ -253,7 +268,10 @@ def _generator_reference(v: _Validator, value: Any, path: tuple, kind: str, jobs
     if trainer_kind != TRAINER_OF[kind]:
         v.add(path + ("job",), f"job {name!r} is a {trainer_kind} job; a {kind} job needs a {TRAINER_OF[kind]} job")
         return [], []
-    return [t.output_prefix + ".safetensors" for t in trainer_tasks], [t.task_id for t in trainer_tasks]
+    uris = [t.output_prefix + ".safetensors" for t in trainer_tasks]
+    if v.output_relative:
+        v.relative.update(uris)
+    return uris, [t.task_id for t in trainer_tasks]
 
 
 def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: str, weights: str,
@@ -309,7 +327,7 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
         for combo in combos:
             task_params = {**params, **combo}
             for seed in seeds:
-                task_id = _task_id(kind_name, inputs, task_params, seed, weights)
+                task_id = _task_id(v, kind_name, inputs, task_params, seed, weights)
                 tasks.append(TaskSpec(task_id, name, kind_name, seed, inputs, task_params,
                                       join(output, name, task_id), needs))
     return tasks
@@ -319,12 +337,16 @@ def _check_cluster(v: _Validator, cluster: dict) -> None:
     workers = cluster.get("workers", "auto")
     if workers != "auto" and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
         v.add(("cluster", "workers"), f"must be 'auto' or a positive count, not {workers!r}")
-    v.typed(cluster, "gpus_per_worker", ("cluster",), (int, float), "a number of GPUs (a fraction packs several per GPU)")
+    gpus = cluster.get("gpus_per_worker", "auto")
+    if gpus != "auto" and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0):
+        v.add(("cluster", "gpus_per_worker"), f"must be 'auto', 0 (CPU workers) or a number of GPUs (a fraction packs "
+                                              f"several workers per GPU), not {gpus!r}")
     v.typed(cluster, "cpus_per_worker", ("cluster",), (int, float), "a number of CPUs")
     v.typed(cluster, "max_retries", ("cluster",), (int,), "a retry count")
     v.typed(cluster, "batch_size", ("cluster",), (int,), "a number of same-job seeds rendered together")
     v.typed(cluster, "pipeline_depth", ("cluster",), (int,), "calls in flight per actor (GPU default 2, CPU 1)")
     v.typed(cluster, "restart_timeout", ("cluster",), (int, float), "seconds a dead worker may take to come back")
+    v.typed(cluster, "start_timeout", ("cluster",), (int, float), "seconds to wait for a first worker to be placed")
 
 
 def _model_settings(v: _Validator, model: dict) -> dict:
@@ -337,7 +359,9 @@ def _model_settings(v: _Validator, model: dict) -> dict:
     if precision not in ("fp32", "bf16", "fp16"):
         v.add(("model", "precision"), f"must be fp32, bf16 or fp16, not {precision!r}")
     if weights not in ("imagenet", "random", None):
-        weights = v.resolve(weights)
+        relative, weights = is_relative(weights), v.resolve(weights)
+        if relative:
+            v.relative.add(weights)
     return {"weights": weights, "pooling": pooling, "precision": precision,
             "seed": v.typed(model, "seed", ("model",), (int,), "an integer seed for random weights", 0),
             "channels_last": v.typed(model, "channels_last", ("model",), (bool,), "true or false", False),
@@ -373,6 +397,7 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
         v.add(("jobs",), "must be a non-empty list of jobs")
         jobs = []
     if output is not None:
+        v.output_relative = is_relative(output)
         output = v.resolve(output).rstrip("/")
     if v.problems:
         raise ManifestError(filename, v.problems)
@@ -389,7 +414,7 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
         if missing:
             v.add(("model", "weights"), f"{weights} {missing}; stage the VGG19 state dict there, "
                                         "or use `imagenet` or `random`")
-    wid = weights_id(weights, model["seed"], model["pooling"], model["precision"])
+    wid = weights_id(v.portable(weights), model["seed"], model["pooling"], model["precision"])
     seen: dict[str, int] = {}
     # Jobs that use another job's generators expand after every other job.
     uses_trainer = [isinstance(job, dict) and job.get("kind") in TRAINER_OF and isinstance(job.get("generator"), dict)

@@ -24,7 +24,7 @@ def versions() -> dict[str, str]:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def base_record(spec: dict[str, Any], manifest_name: str, weights_id: str) -> dict[str, Any]:

@@ -45,8 +45,18 @@ class Renderer:
         self.weights_id = weights_id(model.get("weights", "imagenet"), model.get("seed", 0), model.get("pooling", "avg"),
                                      model.get("precision", "fp32"))
 
-    def ready(self) -> str:
-        return describe(self.device)
+    def ready(self) -> dict[str, Any]:
+        """Answered once the model is loaded: the device, and the Ray node this actor runs on."""
+        return {"device": describe(self.device), "node": self.node_id}
+
+    @property
+    def node_id(self) -> Optional[str]:
+        try:
+            import ray  # only under Ray; the class also runs without it
+
+            return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        except ImportError:
+            return None
 
     def _read_inputs(self, inputs: dict[str, list[str]], raw_roles: tuple[str, ...]):
         """Images decoded; raw roles (generator files) as bytes, cached per actor by URI."""
@@ -114,7 +124,7 @@ class Renderer:
 
     def _new_record(self, spec: dict[str, Any], attempt: int) -> dict[str, Any]:
         record = records.base_record(spec, self.manifest_name, self.weights_id)
-        record.update(attempts=attempt, device=describe(self.device), started_at=records.now())
+        record.update(attempts=attempt, device=describe(self.device), node=self.node_id, started_at=records.now())
         return record
 
     def _compute(self, kind, params, inputs, specs: list[dict[str, Any]]) -> list:

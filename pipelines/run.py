@@ -14,16 +14,17 @@ from tasks.registry import get_kind
 
 from . import catalog, records
 from .manifest import Manifest, TaskSpec
+from .actors import READY, STARTING, ActorPool, Death, WorkerStartError
 from .renderer import Renderer
 from .storage import Storage, StorageConfig, join
 
 DEFAULT_MAX_RETRIES = 2  # re-queues after an actor died mid-task (so 3 attempts in all)
 PIPELINE_DEPTH = 2  # calls in flight per GPU actor (CPU actors: 1, their I/O would compete with compute)
 RESTART_TIMEOUT = 600.0  # seconds an actor may stay unreachable (restarting) before it is given up
-
-
-class WorkerStartError(RuntimeError):
-    """The Renderer actors could not start (e.g. the weights cannot be loaded)."""
+# Seconds to wait for the GCS to tell a lost node from a killed worker (Ray reports both alike at
+# first; its node health checks take about 15 s) before charging the death to the task.
+NODE_GRACE = 30.0
+START_TIMEOUT = 900.0  # seconds to wait for a first actor to be placed (an autoscaler bringing up a GPU node)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class RunSummary:
     catalog_uri: str = ""
     startup_seconds: float = 0.0  # Ray start and actors loading the model
     execute_seconds: float = 0.0  # first dispatch to last result
+    node_losses: int = 0  # task attempts lost to a node that went away (not charged to the task)
 
     @property
     def exit_code(self) -> int:
@@ -89,18 +91,29 @@ def _init_ray(address: Optional[str]):
     return ray
 
 
-def _actor_plan(ray, cluster: dict, pending: int) -> tuple[int, dict]:
-    """How many actors, and the resources of each: GPUs when the cluster has them, else CPUs."""
-    resources = ray.cluster_resources()
-    gpus = resources.get("GPU", 0)
-    gpus_per = float(cluster.get("gpus_per_worker", 1))
-    cpus_per = float(cluster.get("cpus_per_worker", 1))
+@dataclass
+class ActorPlan:
+    workers: int
+    options: dict  # Ray resources of each actor
+
+    def describe(self) -> str:
+        return ", ".join(f"{name}: {self.options[key]:g}" for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU"))
+                         if self.options[key] or key == "num_cpus")
+
+
+def actor_plan(resources: dict, cluster: dict, pending: int) -> ActorPlan:
+    """Actors from the manifest, not from what the cluster holds at the start: `gpus_per_worker > 0` asks for
+    GPU actors, which wait for an autoscaler to bring GPU nodes up. Only `auto` values look at the cluster:
+    `gpus_per_worker: auto` (the default) means 1 GPU when the cluster has GPUs now, else CPU actors;
+    `workers: auto` means as many actors as fit the cluster now (at least one), never more than the tasks."""
+    gpus_per = cluster.get("gpus_per_worker", "auto")
+    if gpus_per == "auto":
+        gpus_per = 1.0 if resources.get("GPU", 0) > 0 else 0.0
+    gpus_per, cpus_per = float(gpus_per), float(cluster.get("cpus_per_worker", 1))
     workers = cluster.get("workers", "auto")
-    use_gpu = gpus > 0 and gpus_per > 0
     if workers == "auto":
-        workers = int(gpus // gpus_per) if use_gpu else int(resources.get("CPU", 1) // cpus_per)
-    options = {"num_cpus": cpus_per, "num_gpus": gpus_per if use_gpu else 0}
-    return max(1, min(int(workers), pending)), options
+        workers = resources.get("GPU", 0) // gpus_per if gpus_per else resources.get("CPU", 1) // cpus_per
+    return ActorPlan(max(1, min(int(workers), pending)), {"num_cpus": cpus_per, "num_gpus": gpus_per})
 
 
 def run_manifest(
@@ -191,33 +204,28 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     ray = _init_ray(address)
     from ray.exceptions import RayError
 
-    count, options = _actor_plan(ray, manifest.cluster, len(todo))
-    max_retries = int(manifest.cluster.get("max_retries", DEFAULT_MAX_RETRIES))
+    plan = actor_plan(ray.cluster_resources(), manifest.cluster, len(todo))
+    cluster = manifest.cluster
+    max_retries = int(cluster.get("max_retries", DEFAULT_MAX_RETRIES))
+    start_timeout = float(cluster.get("start_timeout", START_TIMEOUT))
     # On a GPU, two calls in flight per actor: one computes while the other reads its inputs or writes
     # its outputs on the otherwise idle CPU. A CPU actor would only split its cores between them.
-    depth = int(manifest.cluster.get("pipeline_depth", PIPELINE_DEPTH if options["num_gpus"] else 1))
-    actor_cls = ray.remote(Renderer).options(max_restarts=-1, max_task_retries=0, max_concurrency=depth, **options)
-    batch_size = int(manifest.cluster.get("batch_size", 1))
-    threads = max(1, int(options["num_cpus"])) if not options["num_gpus"] else None
+    depth = int(cluster.get("pipeline_depth", PIPELINE_DEPTH if plan.options["num_gpus"] else 1))
+    # SPREAD: actors of one run go to different nodes where they can, so one reclaimed node takes few.
+    actor_cls = ray.remote(Renderer).options(max_restarts=-1, max_task_retries=0, max_concurrency=depth,
+                                             scheduling_strategy="SPREAD", **plan.options)
+    batch_size = int(cluster.get("batch_size", 1))
+    threads = max(1, int(plan.options["num_cpus"])) if not plan.options["num_gpus"] else None
     max_pixels = manifest.limits.get("max_input_pixels")
-    actors = [actor_cls.remote(manifest.model, manifest.storage, manifest.name, None, threads,
-                               *([max_pixels] if max_pixels else [])) for _ in range(count)]
-    # Fail fast and clearly when the model cannot load (e.g. weights unavailable), before any task.
-    try:
-        ray.get([actor.ready.remote() for actor in actors])
-    except RayError as exc:
-        for actor in actors:
-            ray.kill(actor)
-        cause = getattr(exc, "cause", None) or exc
-        raise WorkerStartError(f"the render workers could not start: {str(cause).strip().splitlines()[-1]}") from None
-    summary.startup_seconds = time.perf_counter() - started
-    started = time.perf_counter()
+    pool = ActorPool(ray, lambda: actor_cls.remote(manifest.model, manifest.storage, manifest.name, None, threads,
+                                                   *([max_pixels] if max_pixels else [])),
+                     plan.workers, depth, float(cluster.get("restart_timeout", RESTART_TIMEOUT)))
 
     queue = _TaskQueue(todo, done_before)
-    pool = _ActorPool(ray, actors, depth, float(manifest.cluster.get("restart_timeout", RESTART_TIMEOUT)))
     attempts: dict[str, int] = {}
     results: dict[str, dict] = {}
     progress = Progress(len(todo), stream)
+    warned_unplaced = False
 
     def finish(task: TaskSpec, record: dict) -> None:
         results[task.task_id] = record
@@ -234,7 +242,57 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
         storage.write(task.output_prefix + records.FAILED_SUFFIX, records.dumps(record))
         return record
 
-    while queue or pool.running():
+    held: list[tuple[TaskSpec, Death, Exception]] = []  # computing when their actor died: whose fault?
+    lost_nodes: dict[str, int] = {}
+
+    def requeue(task: TaskSpec, death: Death, exc: Exception) -> None:
+        """A task whose actor died. Done already (its record landed before the death) → finished. A call
+        that was only waiting, or a preempted node → back in the queue, uncharged. A computing call waits
+        for its node's fate: a lost node is not the task's fault; a death on a live node is charged."""
+        marker = _done_record(storage, task)
+        if marker is not None:
+            finish(task, marker)
+        elif not death.computing or death.preempted:
+            uncharge(task, node_lost=death.preempted)
+        else:
+            held.append((task, death, exc))
+
+    def uncharge(task: TaskSpec, node_lost: bool) -> None:
+        attempts[task.task_id] -= 1
+        lost_nodes[task.task_id] = lost_nodes.get(task.task_id, 0) + node_lost
+        queue.ready.append(task)  # at the END: not the first task of the next restarted actor
+
+    def judge_held() -> None:
+        for item in list(held):
+            task, death, exc = item
+            fate = pool.node_fate(death)
+            if fate is None and time.monotonic() - death.seen_at < node_grace:
+                continue
+            held.remove(item)
+            if fate:
+                uncharge(task, node_lost=True)
+            elif attempts[task.task_id] <= max_retries:
+                queue.ready.append(task)
+            else:
+                finish(task, fail(task, f"the worker died {attempts[task.task_id]} times running this task "
+                                        f"(last: {type(exc).__name__}); giving up after "
+                                        f"cluster.max_retries={max_retries}"))
+
+    node_grace = NODE_GRACE
+    while queue or pool.running() or held:
+        judge_held()
+        if not pool.ever_ready:
+            if pool.init_errors:  # the constructor raised (e.g. weights unavailable): the same for every actor
+                pool.kill_all()
+                raise WorkerStartError(f"the render workers could not start: {pool.init_errors[-1]}")
+            if pool.starting_for() > start_timeout:
+                pool.kill_all()
+                raise WorkerStartError(_unplaced_message(ray, plan, pool.starting_for()))
+        elif not warned_unplaced and pool.count(STARTING) and pool.starting_for() > start_timeout:
+            warned_unplaced = True
+            if stream:
+                stream.write(f"\n[texfarm] {pool.count(STARTING)} of {plan.workers} workers are not placed after "
+                             f"{pool.starting_for():.0f} s (each asks {plan.describe()}); going on with the others\n")
         while queue.ready and pool.has_slot():
             batch = queue.take_batch(batch_size)
             for task in batch:
@@ -245,121 +303,72 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                     on_dispatch(task, actor)
         if not pool.alive:
             error = "not run: every render worker died and could not be restarted (see the Ray logs)"
+            queue.ready.extend(task for task, _, _ in held)
+            held.clear()
             while queue.ready:
                 task = queue.ready.popleft()
                 finish(task, fail(task, error))
             for task in queue.drain_waiting():
                 finish(task, fail(task, error))
             continue
-        if not queue.ready and not pool.running():
+        if not queue.ready and not pool.running() and not held:
             for task in queue.drain_waiting():  # waiting on tasks that will never run here
                 finish(task, fail(task, f"not run: it waits for tasks {task.depends_on} that are not part of this run"))
             continue
+        if summary.startup_seconds == 0.0 and pool.ever_ready:
+            summary.startup_seconds = time.perf_counter() - started
         progress.running = pool.running()
         progress.show()
-        for ref in pool.wait(timeout=5.0):
+        for ref in pool.wait(timeout=1.0):
             index, batch = pool.take(ref)
             try:
-                batch_records = ray.get(ref)
+                answer = ray.get(ref)
             except RayError as exc:
-                was_computing = pool.died(index, ref, batch)
-                for task in reversed(batch):
-                    if not was_computing:  # only the actor's oldest call was computing; the others waited
-                        attempts[task.task_id] -= 1
-                    if attempts[task.task_id] <= max_retries:
-                        queue.ready.appendleft(task)
-                    else:
-                        finish(task, fail(task, f"the worker died {attempts[task.task_id]} times running this task "
-                                                f"(last: {type(exc).__name__}); giving up after "
-                                                f"cluster.max_retries={max_retries}"))
+                if not batch:
+                    pool.probe_failed(index, exc)
+                    continue
+                death = pool.died(index, ref, exc)
+                for task in batch:
+                    requeue(task, death, exc)
+                continue
+            if not batch:
+                pool.probe_answered(index, answer)
+                if stream:
+                    stream.write(f"\n[texfarm] worker {index + 1} ready on {answer['device']}"
+                                 f"{' (node ' + answer['node'][:8] + ')' if answer.get('node') else ''}: "
+                                 f"{pool.count(READY)} of {plan.workers} up\n")
                 continue
             pool.answered(index, ref, batch)
-            for task, record in zip(batch, batch_records):
+            for task, record in zip(batch, answer):
+                pool.seen(record.get("node"))
                 finish(task, record)
-    summary.execute_seconds = time.perf_counter() - started
+    summary.execute_seconds = time.perf_counter() - started - summary.startup_seconds
+    summary.node_losses = sum(lost_nodes.values())
     progress.running = 0
     progress.show(final=True)
     pool.kill_all()
     return results
 
 
-class _ActorPool:
-    """Renderer actors with ``depth`` call slots each. An actor that died takes no calls until a
-    readiness probe answers (Ray restarts it and it reloads the model meanwhile); one that stays
-    unreachable for ``restart_timeout`` seconds (its restart keeps failing) is given up."""
+def _done_record(storage: Storage, task: TaskSpec) -> Optional[dict]:
+    """The task's success record if it is already in storage (its worker died after writing it)."""
+    try:
+        blob = storage.read(task.output_prefix + records.RECORD_SUFFIX)
+    except Exception:  # absent (or unreadable: then running it again is the safe side)
+        return None
+    record = json.loads(blob)
+    return record if record.get("status") == "done" else None
 
-    def __init__(self, ray, actors: list, depth: int, restart_timeout: float = RESTART_TIMEOUT) -> None:
-        self.ray, self.actors, self.depth, self.restart_timeout = ray, actors, depth, restart_timeout
-        self.free = [depth] * len(actors)
-        self.calls: list[list[Any]] = [[] for _ in actors]  # task calls in flight per actor, oldest first
-        self.probing: set[int] = set()
-        self.down_since: dict[int, float] = {}
-        self.dead_oldest: dict[int, Any] = {}  # per dead actor: its oldest call when the death was seen
-        self.lost: set[int] = set()
-        self.in_flight: dict[Any, tuple[int, list[TaskSpec]]] = {}  # ref -> (actor, tasks); [] for a probe
 
-    @property
-    def alive(self) -> bool:
-        return len(self.lost) < len(self.actors)
-
-    def _usable(self) -> list[int]:
-        return [i for i in range(len(self.actors)) if i not in self.probing and self.free[i] > 0]
-
-    def has_slot(self) -> bool:
-        return bool(self._usable())
-
-    def running(self) -> int:
-        return sum(len(tasks) for _, tasks in self.in_flight.values())
-
-    def submit(self, batch: list[TaskSpec], attempt: int):
-        """Send ``batch`` to the least busy usable actor; return that actor."""
-        index = max(self._usable(), key=self.free.__getitem__)
-        self.free[index] -= 1
-        ref = self.actors[index].render_batch.remote([task.to_dict() for task in batch], attempt)
-        self.in_flight[ref] = (index, batch)
-        self.calls[index].append(ref)
-        return self.actors[index]
-
-    def wait(self, timeout: float) -> list:
-        ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
-        return ready
-
-    def take(self, ref) -> tuple[int, list[TaskSpec]]:
-        """The actor and tasks of a finished call (no tasks for a probe)."""
-        return self.in_flight.pop(ref)
-
-    def died(self, index: int, ref, batch: list[TaskSpec]) -> bool:
-        """A call failed because its actor died or is restarting: probe the actor (one probe at a
-        time). Returns whether this call was the one computing: the actor's oldest call when the
-        death was first seen; the others were waiting for the compute lock."""
-        computing = False
-        down_for = time.monotonic() - self.down_since.setdefault(index, time.monotonic())
-        if batch:
-            oldest = self.dead_oldest.setdefault(index, self.calls[index][0])
-            computing = oldest == ref
-            self.calls[index].remove(ref)
-        elif down_for > self.restart_timeout:
-            self.lost.add(index)
-            return computing
-        if index not in self.probing or not batch:
-            self.probing.add(index)
-            time.sleep(min(0.2 + down_for / 10, 2.0))  # back off while the restart takes its time
-            self.in_flight[self.actors[index].ready.remote()] = (index, [])
-        return computing
-
-    def answered(self, index: int, ref, batch: list[TaskSpec]) -> None:
-        if batch:
-            self.calls[index].remove(ref)
-            self.free[index] += 1
-        else:  # a probe: the restarted actor takes calls again
-            self.probing.discard(index)
-            self.down_since.pop(index, None)
-            self.dead_oldest.pop(index, None)
-            self.free[index] = self.depth - len(self.calls[index])
-
-    def kill_all(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor)
+def _unplaced_message(ray, plan: "ActorPlan", waited: float) -> str:
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    kinds = sorted({", ".join(f"{k}: {v:g}" for k, v in sorted(node["Resources"].items())
+                              if k in ("CPU", "GPU") or k.startswith("accelerator_type")) or "no CPU/GPU"
+                    for node in nodes})
+    return (f"no render worker could be placed in {waited:.0f} s: each asks {plan.describe()}, and the cluster's "
+            f"nodes offer [{'; '.join(kinds)}]. On an autoscaling cluster, check that a node type with GPUs exists "
+            "and that the autoscaler can launch it (`ray status`, the autoscaler log); without GPUs, set "
+            "cluster.gpus_per_worker: 0. Raise cluster.start_timeout if nodes take longer to come up")
 
 
 def _write_catalog(storage: Storage, manifest: Manifest, new_records: dict[str, dict],

@@ -1,0 +1,167 @@
+"""The driver's pool of Renderer actors. Nothing here ever blocks the dispatch loop: an actor takes
+calls once its readiness probe has answered, probes of starting and restarting actors are ordinary
+in-flight calls, and a re-probe after a failed one is scheduled, not slept on."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+STARTING, READY, DOWN, LOST = "starting", "ready", "down", "lost"
+PROBE_BACKOFF_MAX = 2.0  # seconds between readiness probes of an actor whose probe failed
+
+
+class WorkerStartError(RuntimeError):
+    """The Renderer actors could not start (the weights cannot be loaded, or no actor was placed)."""
+
+
+@dataclass
+class Death:
+    """How a call ended when its actor died."""
+    computing: bool  # the call was the actor's oldest one, so it was computing; the others waited
+    preempted: bool  # Ray says the node was drained for preemption: not the task's fault
+    node: Optional[str]  # the node the actor ran on
+    seen_at: float  # when the driver saw the death (pool clock)
+
+
+class ActorPool:
+    """Actors with ``depth`` call slots each, in states starting / ready / down / lost."""
+
+    def __init__(self, ray, make_actor: Callable[[], Any], count: int, depth: int, restart_timeout: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ray, self.depth, self.restart_timeout, self.clock = ray, depth, restart_timeout, clock
+        self.actors = [make_actor() for _ in range(count)]
+        self.state = [STARTING] * count
+        self.free = [0] * count
+        self.node = [None] * count  # Ray node id where the actor last started
+        self.calls: list[list[Any]] = [[] for _ in range(count)]  # task calls in flight, oldest first
+        self.in_flight: dict[Any, tuple[int, list]] = {}  # ref -> (actor, tasks); [] for a probe
+        self.probe_due: dict[int, float] = {}  # actor -> when to send its next probe
+        self.backoff: dict[int, float] = {}
+        self.down_since: dict[int, float] = {}
+        self.dead_oldest: dict[int, Any] = {}  # per down actor: its oldest call when the death was seen
+        self.init_errors: list[str] = []
+        self.started = clock()
+        self.ever_ready = False
+        self.last_seen: dict[str, float] = {}  # node id -> when something answered from it
+        self.dead_nodes: set[str] = set()
+        self.nodes_checked = float("-inf")
+        for index in range(count):
+            self._probe(index)
+
+    # --- what the driver asks ------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return any(state != LOST for state in self.state)
+
+    def count(self, state: str) -> int:
+        return sum(s == state for s in self.state)
+
+    def has_slot(self) -> bool:
+        return any(self.state[i] == READY and self.free[i] > 0 for i in range(len(self.actors)))
+
+    def running(self) -> int:
+        return sum(len(tasks) for _, tasks in self.in_flight.values())
+
+    def submit(self, batch: list, attempt: int):
+        """Send ``batch`` to the ready actor with the most free slots; return that actor."""
+        index = max((i for i in range(len(self.actors)) if self.state[i] == READY and self.free[i] > 0),
+                    key=self.free.__getitem__)
+        self.free[index] -= 1
+        ref = self.actors[index].render_batch.remote([task.to_dict() for task in batch], attempt)
+        self.in_flight[ref] = (index, batch)
+        self.calls[index].append(ref)
+        return self.actors[index]
+
+    def wait(self, timeout: float) -> list:
+        """Send the probes that are due, then wait for one call or probe to finish."""
+        now = self.clock()
+        for index, due in list(self.probe_due.items()):
+            if due <= now:
+                del self.probe_due[index]
+                self._probe(index)
+        if self.probe_due:
+            timeout = max(0.0, min(timeout, min(self.probe_due.values()) - now))
+        if not self.in_flight:
+            time.sleep(timeout)  # only scheduled probes left: nothing else can happen meanwhile
+            return []
+        ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
+        return ready
+
+    def take(self, ref) -> tuple[int, list]:
+        return self.in_flight.pop(ref)
+
+    # --- events --------------------------------------------------------------------------
+    def answered(self, index: int, ref, batch: list) -> None:
+        self.calls[index].remove(ref)
+        self.free[index] += 1
+
+    def probe_answered(self, index: int, info: Any) -> None:
+        """The actor is up (first start or a restart) and takes calls again."""
+        self.state[index] = READY
+        self.ever_ready = True
+        self.node[index] = info.get("node") if isinstance(info, dict) else None
+        self.seen(self.node[index])
+        for table in (self.down_since, self.dead_oldest, self.backoff):
+            table.pop(index, None)
+        self.free[index] = self.depth - len(self.calls[index])
+
+    def probe_failed(self, index: int, exc: Exception) -> None:
+        """A probe failed: the constructor raised (the actor is gone for good), or the actor is still
+        restarting; probe again later, and give it up after ``restart_timeout``."""
+        if getattr(exc, "actor_init_failed", False):
+            self.state[index] = LOST
+            cause = getattr(exc, "cause", None) or exc
+            self.init_errors.append(str(cause).strip().splitlines()[-1])
+            return
+        since = self.down_since.setdefault(index, self.clock())
+        if self.clock() - since > self.restart_timeout:
+            self.state[index] = LOST
+            return
+        delay = min(self.backoff.get(index, 0.1) * 2, PROBE_BACKOFF_MAX)
+        self.backoff[index] = delay
+        self.probe_due[index] = self.clock() + delay
+
+    def died(self, index: int, ref, exc: Exception) -> Death:
+        """A task call failed because its actor died or is restarting."""
+        oldest = self.dead_oldest.setdefault(index, self.calls[index][0] if self.calls[index] else ref)
+        self.calls[index].remove(ref)
+        if self.state[index] == READY:
+            self.state[index] = DOWN
+            self.down_since.setdefault(index, self.clock())
+            self._probe(index)  # answers once Ray has restarted the actor (on any node that fits it)
+        return Death(computing=oldest == ref, preempted=bool(getattr(exc, "preempted", False)),
+                     node=self.node[index], seen_at=self.clock())
+
+    def seen(self, node: Optional[str]) -> None:
+        """Something answered from ``node``: it is alive."""
+        if node:
+            self.last_seen[node] = self.clock()
+
+    def node_fate(self, death: Death) -> Optional[bool]:
+        """Whether the dead actor's node was lost (True), is alive (False), or not known yet (None).
+        Ray reports a killed worker and a lost node alike at first; the node's fate settles it: an
+        answer from it since the death (the restarted actor, another actor), or the GCS marking it dead
+        (its health checks take some seconds)."""
+        if not death.node:
+            return False
+        if self.last_seen.get(death.node, float("-inf")) >= death.seen_at:
+            return False
+        if self.clock() - self.nodes_checked >= 1.0:  # one GCS query a second at most
+            self.nodes_checked = self.clock()
+            try:
+                self.dead_nodes = {node["NodeID"] for node in self.ray.nodes() if not node["Alive"]}
+            except Exception:  # the GCS did not answer: ask again later
+                pass
+        return True if death.node in self.dead_nodes else None
+
+    def starting_for(self) -> float:
+        return self.clock() - self.started
+
+    def kill_all(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+
+    # --- helpers -------------------------------------------------------------------------
+    def _probe(self, index: int) -> None:
+        self.in_flight[self.actors[index].ready.remote()] = (index, [])

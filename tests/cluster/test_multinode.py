@@ -1,0 +1,89 @@
+"""texfarm on multi-node Ray clusters started on this machine (ray.cluster_utils.Cluster: a head with
+no CPUs for actors plus worker nodes holding one fake GPU each). The driver runs as its own process.
+Outputs go to a real S3 endpoint with bucket versioning on, so every write is counted."""
+import time
+
+import pytest
+
+from tests.cluster.harness import (add_gpu_node, finish_driver, ray_cluster, s3_records, start_driver, timestamp,
+                                   versions_per_key, wait_for)
+from tests.conftest import DATA
+
+pytestmark = pytest.mark.slow
+
+
+def _manifest(tmp_path, bucket, endpoint, seeds, workers, size=32, iterations=20, extra=""):
+    path = tmp_path / "cluster.yaml"
+    path.write_text(
+        f"name: multinode\noutput: s3://{bucket}/out\nstorage: {{endpoint_url: {endpoint}}}\n"
+        f"model: {{weights: random}}\n"
+        f"cluster: {{workers: {workers}, gpus_per_worker: 1, cpus_per_worker: 1, start_timeout: 120{extra}}}\n"
+        f"jobs:\n  - {{name: pebbles, kind: texture, inputs: s3://{bucket}/in/pebbles.jpg, seeds: {seeds},"
+        f" params: {{size: {size}, iterations: {iterations}}}}}\n")
+    return path
+
+
+@pytest.fixture()
+def versioned(bucket):
+    name, client = bucket
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    client.upload_file(str(DATA / "textures" / "pebbles.jpg"), name, "in/pebbles.jpg")
+    return name, client
+
+
+def test_one_gpu_actor_per_node_and_a_node_added_mid_run_gets_work(tmp_path, s3_endpoint, versioned):
+    bucket, client = versioned
+    # Three GPU actors asked for on a cluster of two GPU nodes: work starts on the two that are placed,
+    # and the third starts rendering once a third node joins.
+    manifest = _manifest(tmp_path, bucket, s3_endpoint, seeds=30, workers=3, iterations=30)
+    with ray_cluster(gpu_nodes=2) as cluster:
+        head = cluster.head_node.node_id
+        first = {node.node_id for node in cluster.worker_nodes}
+        driver = start_driver(manifest, cluster.address, tmp_path / "driver.log")
+        wait_for(lambda: len(s3_records(client, bucket, "out/pebbles/")) >= 1 or driver.poll() is not None, 240,
+                 "a first task (the run must not wait for the actor that cannot be placed)")
+        added = add_gpu_node(cluster).node_id
+        log = finish_driver(driver, tmp_path / "driver.log")
+    assert driver.returncode == 0, log[-3000:]
+    records = s3_records(client, bucket, "out/pebbles/")
+    assert len(records) == 30 and {r["status"] for r in records} == {"done"}
+    nodes = [r["node"] for r in records]
+    assert head not in nodes  # nothing renders on the head
+    assert first <= set(nodes), "each GPU node holds an actor that renders"
+    assert added in nodes, "the node added mid-run got work"
+    assert set(nodes) == first | {added}
+    counts = versions_per_key(client, bucket, "out/pebbles/")
+    assert len(counts) == 60 and set(counts.values()) == {1}  # 30 PNGs and 30 records, each written once
+
+
+def test_a_node_removed_for_good_loses_nothing_and_the_other_keeps_its_pace(tmp_path, s3_endpoint, versioned):
+    bucket, client = versioned
+    # max_retries: 0, so a lost node charged to its tasks would fail them.
+    manifest = _manifest(tmp_path, bucket, s3_endpoint, seeds=16, workers=2, size=48, iterations=30,
+                         extra=", max_retries: 0")
+    with ray_cluster(gpu_nodes=2) as cluster:
+        doomed, survivor = sorted(cluster.worker_nodes, key=lambda node: node.node_id)
+        driver = start_driver(manifest, cluster.address, tmp_path / "driver.log")
+
+        def both_rendered() -> bool:
+            return {doomed.node_id, survivor.node_id} <= {r["node"] for r in s3_records(client, bucket, "out/pebbles/")} \
+                or driver.poll() is not None
+
+        wait_for(both_rendered, 240, "both nodes to finish a task")
+        removed_at = time.time()
+        cluster.remove_node(doomed, allow_graceful=False)  # a spot reclaim: its processes die at once
+        log = finish_driver(driver, tmp_path / "driver.log")
+    assert driver.returncode == 0, log[-3000:]
+    records = s3_records(client, bucket, "out/pebbles/")
+    assert len(records) == 16 and {r["status"] for r in records} == {"done"}
+    counts = versions_per_key(client, bucket, "out/pebbles/")
+    assert len(counts) == 32 and set(counts.values()) == {1}, "each output written exactly once"
+    assert all(r["attempts"] == 1 for r in records), "a lost node is not charged to its tasks"
+    # The survivor's pace: tasks it finished per second before the removal and after it.
+    mine = sorted(timestamp(r["finished_at"]) for r in records if r["node"] == survivor.node_id)
+    before = [t for t in mine if t < removed_at]
+    after = [t for t in mine if t >= removed_at]
+    assert len(before) >= 2 and len(after) >= 4, (before, after, removed_at)
+    rate_before = (len(before) - 1) / (before[-1] - before[0])
+    rate_after = len(after) / (after[-1] - removed_at)
+    assert rate_after >= 0.7 * rate_before, (rate_before, rate_after, log[-2000:])
