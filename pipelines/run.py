@@ -204,7 +204,11 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     ray = _init_ray(address)
     from ray.exceptions import RayError
 
-    plan = actor_plan(ray.cluster_resources(), manifest.cluster, len(todo))
+    resources = ray.cluster_resources()
+    plan = actor_plan(resources, manifest.cluster, len(todo))
+    if stream:
+        stream.write(f"[texfarm] {plan.workers} workers, each {plan.describe()}; the cluster has "
+                     f"GPU: {resources.get('GPU', 0):g}, CPU: {resources.get('CPU', 0):g} now\n")
     cluster = manifest.cluster
     max_retries = int(cluster.get("max_retries", DEFAULT_MAX_RETRIES))
     start_timeout = float(cluster.get("start_timeout", START_TIMEOUT))

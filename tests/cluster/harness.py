@@ -104,3 +104,53 @@ def versions_per_key(client, bucket: str, prefix: str) -> dict[str, int]:
 
 def timestamp(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
+
+
+def autoscaling_config(path: Path, gcs_address: str, max_gpu_nodes: int) -> Path:
+    """Ray's fake multi-node provider: the autoscaler "launches" a node by starting a raylet here.
+    The head has no CPU for actors; the GPU node type scales from zero, like cluster.yaml's."""
+    config = {
+        "cluster_name": "texfarm-fake", "max_workers": max_gpu_nodes, "upscaling_speed": 1.0,
+        "idle_timeout_minutes": 5,
+        "provider": {"type": "fake_multinode", "gcs_address": gcs_address, "use_node_id_as_ip": True,
+                     "disable_node_updaters": True, "disable_launch_config_check": True},
+        "auth": {"ssh_user": "ubuntu"},
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+            "gpu_spot": {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0,
+                         "max_workers": max_gpu_nodes},
+        },
+        "head_node_type": "ray.head.default",
+        "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False,
+        "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
+        "worker_setup_commands": [], "head_start_ray_commands": [], "worker_start_ray_commands": [],
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+@contextlib.contextmanager
+def autoscaling_head(tmp: Path, max_gpu_nodes: int = 2) -> Iterator[str]:
+    """`ray start --head --autoscaling-config ...` with RAY_FAKE_CLUSTER=1 and a temp dir of its own, in
+    its own process group; the nodes the autoscaler starts are its children. Yields the GCS address.
+    Afterwards the whole group is killed: only what this started."""
+    import ray._private.services
+
+    temp = tempfile.mkdtemp(prefix="raya", dir="/tmp")
+    port = free_port()
+    address = f"{ray._private.services.get_node_ip_address()}:{port}"
+    config = autoscaling_config(tmp / "autoscaler.json", address, max_gpu_nodes)
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_TMPDIR": temp,
+           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=0",
+         f"--autoscaling-config={config}", "--include-dashboard=false", f"--temp-dir={temp}/ray",
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}", "--block"],
+        env=env, start_new_session=True, stdout=(tmp / "head.log").open("w"), stderr=subprocess.STDOUT)
+    try:
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
