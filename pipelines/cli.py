@@ -87,15 +87,20 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("manifest")
     run = sub.add_parser("run", help="run a manifest on Ray (a local instance when no address)")
     run.add_argument("manifest")
-    run.add_argument("--address", help="auto, ray://HEAD:10001, or omit for a local Ray")
-    submit = sub.add_parser("submit", help="submit a manifest run as a Ray Job")
+    run.add_argument("--address", help="a Ray (GCS) address, auto, ray://HEAD:10001; default: $RAY_ADDRESS, else a "
+                                        "local Ray")
+    dashboard = "the Ray dashboard, e.g. http://HEAD:8265 (default: $TEXFARM_DASHBOARD)"
+    submit = sub.add_parser("submit", help="submit a manifest run as a Ray Job (s3:// output; prints the job id)")
     submit.add_argument("manifest")
-    submit.add_argument("--address", required=True, help="the Ray dashboard, e.g. http://HEAD:8265")
-    for name, text in (("status", "a submitted job's status"), ("logs", "a submitted job's logs"),
-                       ("stop", "stop a submitted job")):
+    submit.add_argument("--address", help=dashboard)
+    for name, text in (("status", "a submitted job's state; exit 0 succeeded, 1 failed or stopped, 3 still going"),
+                       ("logs", "a submitted job's logs"), ("stop", "stop a submitted job")):
         command = sub.add_parser(name, help=text)
         command.add_argument("job_id")
-        command.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="http://HEAD:8265")
+        command.add_argument("--address", help=dashboard)
+        if name == "logs":
+            command.add_argument("-f", "--follow", action="store_true",
+                                 help="follow until the job ends; exit code as for status")
     report = sub.add_parser("report", help="write {output}/report/index.html and contact sheets")
     report.add_argument("output", help="the manifest's output prefix or folder")
     report.add_argument("--endpoint-url")
@@ -194,48 +199,47 @@ def _run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def _job_client(address: Optional[str]):
-    from ray.job_submission import JobSubmissionClient
-
-    if not address:
-        raise SystemExit("error: give --address http://HEAD:8265 (or set RAY_ADDRESS)")
-    return JobSubmissionClient(address)
-
-
 def _submit(args: argparse.Namespace) -> int:
+    from . import jobs
+
     manifest = _load(args.manifest)
     if manifest is None:
         return EXIT_USAGE
-    relative = os.path.relpath(Path(args.manifest).resolve(), Path.cwd())
+    working_dir = Path.cwd()
+    relative = os.path.relpath(Path(args.manifest).resolve(), working_dir)
     if relative.startswith(".."):
         print("error: run `texfarm submit` from a folder that contains the manifest (it is uploaded as working_dir)",
               file=sys.stderr)
         return EXIT_USAGE
-    client = _job_client(args.address)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            job_id = client.submit_job(
-                entrypoint=f"texfarm run {relative} --address auto",
-                runtime_env={"working_dir": ".", "excludes": [".venv/", ".git/", "out/", "*.png", "*.parquet"]},
-            )
-            break
-        except RuntimeError as exc:  # a fresh cluster's dashboard answers before its job agent is up
-            if "No available agent" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(2)
-    print(job_id)
+    try:
+        jobs.check_submittable(manifest, Path(args.manifest), working_dir)
+        client = jobs.job_client(args.address)
+    except jobs.SubmitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(jobs.submit(client, relative, working_dir))
     return EXIT_OK
 
 
 def _job_command(args: argparse.Namespace) -> int:
-    client = _job_client(args.address)
+    from . import jobs
+
+    try:
+        client = jobs.job_client(args.address)
+    except jobs.SubmitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "status":
-        print(client.get_job_status(args.job_id))
-    elif args.command == "logs":
-        print(client.get_job_logs(args.job_id))
-    else:
-        print("stopped" if client.stop_job(args.job_id) else "already finished")
+        status = client.get_job_status(args.job_id)
+        print(status)
+        return jobs.state_exit_code(status)
+    if args.command == "logs":
+        if not args.follow:
+            print(client.get_job_logs(args.job_id), end="")
+            return EXIT_OK
+        jobs.follow_logs(client, args.job_id)
+        return jobs.state_exit_code(client.get_job_status(args.job_id))
+    print("stopped" if client.stop_job(args.job_id) else "already finished")
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""`texfarm submit / status / logs` against a real Ray head with its dashboard (job server) on 127.0.0.1."""
+"""`texfarm submit / status / logs` against a real Ray head with its job server on this machine."""
 import os
 import shutil
 import signal
@@ -7,13 +7,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pipelines.cli import main
-from tests.conftest import DATA
+from tests.conftest import DATA, REPO
 
 pytestmark = pytest.mark.slow
 
@@ -23,17 +24,14 @@ def _port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-
-@pytest.fixture()
-def ray_head():
-    """A separate Ray cluster (its own temp dir, so no other test joins it), killed afterwards."""
+def _start_head(env_overrides: dict):
+    """A separate Ray cluster (its own temp dir and ports, so no other test joins it)."""
     temp = tempfile.mkdtemp(prefix="rayh", dir="/tmp")
     dashboard = _port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **env_overrides}
     head = subprocess.Popen(
         [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={_port()}", "--num-cpus=2",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         # Ports of its own: the test session's Ray already holds the default agent ports.
          f"--dashboard-agent-listen-port={_port()}", f"--dashboard-agent-grpc-port={_port()}",
          f"--metrics-export-port={_port()}", f"--runtime-env-agent-port={_port()}",
          f"--temp-dir={temp}", "--block"],
@@ -43,13 +41,17 @@ def ray_head():
     while True:
         try:
             urllib.request.urlopen(f"{url}/api/version", timeout=2)
-            break
+            return url, head, temp
+        except urllib.error.HTTPError:  # it answers (a token-auth head asks for the token)
+            return url, head, temp
         except OSError:
             if time.monotonic() > deadline or head.poll() is not None:
                 os.killpg(head.pid, signal.SIGKILL)
                 raise RuntimeError("the Ray head did not start")
             time.sleep(1)
-    yield url
+
+
+def _stop_head(head, temp) -> None:
     os.killpg(head.pid, signal.SIGTERM)
     try:
         head.wait(timeout=30)
@@ -58,27 +60,98 @@ def ray_head():
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_submit_runs_the_manifest_as_a_ray_job(tmp_path, monkeypatch, capsys, ray_head):
-    job_dir = tmp_path / "job"
-    job_dir.mkdir()
-    (job_dir / "run.yaml").write_text(
-        f"name: submitted\noutput: {tmp_path / 'out'}\nmodel: {{weights: random}}\ncluster: {{workers: 1}}\n"
-        f"jobs:\n  - {{name: t, kind: texture, inputs: {DATA / 'textures' / 'pebbles.jpg'}, seeds: 2,"
-        f" params: {{size: 32, iterations: 2}}}}\n")
-    monkeypatch.chdir(job_dir)
+@pytest.fixture()
+def ray_head():
+    """The head knows the credentials (as a node's instance profile would) but no endpoint: that must
+    come with the job."""
+    url, head, temp = _start_head({"AWS_ENDPOINT_URL": "", "AWS_REGION": ""})
+    yield url
+    _stop_head(head, temp)
+
+
+def _project(root: Path, output: str) -> Path:
+    """A manifest with local inputs of two image types, in its own folder."""
+    (root / "images").mkdir(parents=True)
+    shutil.copy(DATA / "textures" / "pebbles.jpg", root / "images" / "pebbles.jpg")
+    shutil.copy(DATA / "textures" / "dots.png", root / "images" / "dots.png")
+    (root / "run.yaml").write_text(
+        f"name: submitted\noutput: {output}\nmodel: {{weights: random}}\ncluster: {{workers: 1}}\n"
+        f"jobs:\n  - {{name: t, kind: texture, inputs: images/, seeds: 1, params: {{size: 32, iterations: 2}}}}\n")
+    return root / "run.yaml"
+
+
+def _wait_final(job_id: str, address: str, capsys) -> tuple[str, int]:
+    deadline = time.monotonic() + 300
+    while True:
+        code = main(["status", job_id, "--address", address])
+        status = capsys.readouterr().out.strip()
+        if status not in ("PENDING", "RUNNING") or time.monotonic() > deadline:
+            return status, code
+        assert code == 3  # still going
+        time.sleep(2)
+
+
+def test_submit_runs_the_manifest_as_a_ray_job_and_resumes_a_local_run(tmp_path, monkeypatch, capsys, ray_head,
+                                                                        s3_endpoint, bucket):
+    name, client = bucket
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # this shell's endpoint, forwarded with the job
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("TEXFARM_DASHBOARD", ray_head)
+    # One of the two tasks rendered locally first, from another folder: the submitted run resumes it.
+    elsewhere = shutil.copytree(_project(tmp_path / "here", f"s3://{name}/runs").parent, tmp_path / "elsewhere")
+    (elsewhere / "images" / "pebbles.jpg").unlink()
+    local = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(elsewhere / "run.yaml")], cwd=REPO,
+                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert local.returncode == 0, local.stderr[-3000:]
+
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["submit", "run.yaml"]) == 0
+    job_id = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["logs", job_id, "--follow"]) == 0  # follows until the job ends; exit code of its state
+    logs = capsys.readouterr().out
+    assert _wait_final(job_id, ray_head, capsys) == ("SUCCEEDED", 0), logs[-3000:]
+    assert "submitted: 2 tasks, 1 already done, 1 to run" in logs, logs[:3000]  # same ids as the local run
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=name, Prefix="runs/")["Contents"]]
+    assert len([k for k in keys if k.startswith("runs/t/") and k.endswith(".png")]) == 2  # .jpg and .png inputs
+    from ray.job_submission import JobSubmissionClient
+
+    env_vars = JobSubmissionClient(ray_head).get_job_info(job_id).runtime_env.get("env_vars", {})
+    assert env_vars["AWS_ENDPOINT_URL"] == s3_endpoint and env_vars["AWS_REGION"] == "eu-west-3"
+    assert set(env_vars) <= {"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"}
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in str(JobSubmissionClient(ray_head).get_job_info(job_id))
+
+
+def test_a_failed_job_gives_a_failing_status(tmp_path, monkeypatch, capsys, ray_head, s3_endpoint, bucket):
+    name, _ = bucket
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    path = _project(tmp_path, f"s3://{name}/runs")
+    path.write_text(path.read_text().replace("params: {", "params: {lr: 1.0e+30, "))  # diverges: exit 1
+    monkeypatch.chdir(tmp_path)
     assert main(["submit", "run.yaml", "--address", ray_head]) == 0
     job_id = capsys.readouterr().out.strip().splitlines()[-1]
-    status = ""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        main(["status", job_id, "--address", ray_head])
-        status = capsys.readouterr().out.strip()
-        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
-            break
-        time.sleep(2)
-    main(["logs", job_id, "--address", ray_head])
-    logs = capsys.readouterr().out
-    assert status == "SUCCEEDED", logs[-3000:]
-    assert "submitted: 2 tasks, 0 already done, 2 to run" in logs
-    assert len(list((tmp_path / "out" / "t").glob("*.png"))) == 2
-    assert (tmp_path / "out" / "report" / "index.html").exists()
+    assert _wait_final(job_id, ray_head, capsys) == ("FAILED", 1)
+
+
+def test_submit_refuses_what_would_break_on_the_cluster(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(_project(tmp_path / "p", str(tmp_path / "local-out")).parent)
+    assert main(["submit", "run.yaml", "--address", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "is a local folder" in err and "s3:// output" in err
+    assert not (tmp_path / "local-out").exists()
+
+
+def test_token_auth_is_sent_when_the_user_has_a_token(tmp_path, monkeypatch, capsys):
+    token = "texfarm-test-token-0123456789abcdef"
+    url, head, temp = _start_head({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    try:
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # the user chose no mode
+        monkeypatch.setenv("HOME", str(tmp_path))  # and has no token file
+        monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+        assert main(["status", "raysubmit_none", "--address", url]) == 2
+        err = capsys.readouterr().err
+        assert "asks for a token" in err and "RAY_AUTH_TOKEN" in err
+        monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+        with pytest.raises(Exception, match="raysubmit_none"):  # authenticated: the server looks for the job
+            main(["status", "raysubmit_none", "--address", url])
+    finally:
+        _stop_head(head, temp)
