@@ -2,8 +2,10 @@
 once per node, so a cluster does not download ImageNet weights on every node."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 from .storage import Storage, is_s3
@@ -17,9 +19,14 @@ def local_weights(weights: str, storage: Storage) -> str:
         return weights
     name = Path(weights).name
     target = CACHE_DIR / "weights" / f"{hashlib.sha256(weights.encode()).hexdigest()[:12]}-{name}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(storage.read(weights))
-        os.replace(tmp, target)
+    if target.exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One download per node: the actors of a node that start together wait for the first one's copy.
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            tmp = target.with_name(target.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(storage.read(weights))
+            os.replace(tmp, target)
     return str(target)

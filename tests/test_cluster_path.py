@@ -51,3 +51,26 @@ def test_actors_that_cannot_be_placed_stop_the_run_with_what_was_asked(tmp_path,
     with pytest.raises(WorkerStartError, match=r"no render worker could be placed in \d+ s: each asks GPU: 1, CPU: 1"):
         run_manifest(parse_manifest(str(path)), stream=None)
     assert not (tmp_path / "out").exists()
+
+
+def test_weights_are_staged_once_per_node_however_many_actors_start_together(tmp_path, monkeypatch):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipelines import weights
+
+    monkeypatch.setattr(weights, "CACHE_DIR", tmp_path / "cache")
+    reads, lock = [], threading.Lock()
+
+    class SlowStorage:  # an S3 GET that takes a while, as a 548 MB state dict does
+        def read(self, uri):
+            with lock:
+                reads.append(uri)
+            time.sleep(0.3)
+            return b"state dict bytes"
+
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: weights.local_weights("s3://b/vgg19.pth", SlowStorage()), range(4)))
+    assert reads == ["s3://b/vgg19.pth"] and len(set(paths)) == 1
+    assert open(paths[0], "rb").read() == b"state dict bytes"
