@@ -1,5 +1,6 @@
-"""SIGKILL the worker processes Ray shows executing Renderer.render_batch (its process title), the
-way a spot reclaim or the OOM killer would."""
+"""SIGKILL render workers mid-task, the way a spot reclaim or the OOM killer would. Only workers of the
+Ray cluster this test process is connected to are touched: their PIDs come from Ray's actor table
+(never from a search by process name, which would hit any other texfarm run on the machine)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,9 +13,23 @@ from typing import Callable, Iterator, Optional
 import psutil
 
 
-def _renders() -> list[int]:
-    return [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
-            if "Renderer.render" in " ".join(p.info["cmdline"] or [])]
+def our_render_pids(rendering_only: bool = True) -> list[int]:
+    """PIDs of this cluster's live Renderer actors; with ``rendering_only``, those executing a task now
+    (Ray names the process after the method it runs)."""
+    import ray._private.state as state
+
+    pids = [info["Pid"] for info in state.actors().values()
+            if info.get("ActorClassName") == "Renderer" and info.get("State") == "ALIVE" and info.get("Pid")]
+    if not rendering_only:
+        return pids
+    busy = []
+    for pid in pids:
+        try:
+            if "Renderer.render" in " ".join(psutil.Process(pid).cmdline()):
+                busy.append(pid)
+        except psutil.Error:
+            pass
+    return busy
 
 
 @contextlib.contextmanager
@@ -27,7 +42,7 @@ def killing_renders(limit: int = 1, delay: float = 0.0, after: Optional[Callable
         while after is not None and not stop.is_set() and not after():
             stop.wait(0.2)
         while not stop.is_set() and len(killed) < limit:
-            for pid in _renders():
+            for pid in our_render_pids():
                 if pid in killed or len(killed) >= limit:
                     continue
                 time.sleep(delay)

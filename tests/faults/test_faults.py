@@ -15,7 +15,7 @@ from pipelines.manifest import parse_manifest
 from pipelines.run import WorkerStartError, run_manifest
 from tests.conftest import DATA, REPO
 from tests.faults.flaky_proxy import FlakyProxy
-from tests.killers import killing_renders
+from tests.killers import killing_renders, our_render_pids
 
 pytestmark = pytest.mark.slow
 
@@ -152,7 +152,7 @@ def test_workers_that_cannot_restart_fail_the_remaining_tasks_clearly(tmp_path, 
     manifest = parse_manifest(str(path))
 
     def weights_gone_once_rendering() -> bool:  # the restarted worker will not find its weights
-        if any("Renderer.render" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+        if our_render_pids():
             weights.unlink()
             return True
         return False
