@@ -9,6 +9,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -25,13 +26,16 @@ from .yamlmarks import YamlError, load_with_lines
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESERVED_NAMES = {"report": "report folder", "catalog.parquet": "catalog"}  # they live beside the job folders
 DEFAULT_MAX_SIZE = 4096  # longest output side accepted; raise it with limits.max_size
+DEFAULT_MAX_TASKS = 100_000  # tasks one manifest may expand to; raise it with limits.max_tasks
+MAX_MANIFEST_BYTES = 5_000_000  # a manifest is a recipe: 5 MB of YAML is already ~40,000 jobs
+MAX_SEED = 2**63  # seeds are stored as int64 (catalog) and fed to torch's generator
 
 TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
 STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
 CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size", "pipeline_depth",
                 "restart_timeout", "start_timeout"}
 MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last", "compile"}
-LIMIT_KEYS = {"max_size", "max_input_pixels"}
+LIMIT_KEYS = {"max_size", "max_input_pixels", "max_tasks"}
 JOB_KEYS = {"name", "kind", "seeds", "params", "sweep"}
 
 
@@ -126,6 +130,9 @@ class _Validator:
         self.problems: list[Problem] = []
         self.relative: set[str] = set()  # resolved local paths the manifest named relative to its folder
         self.output_relative = False
+        self.output: Optional[str] = None
+        self.max_tasks = DEFAULT_MAX_TASKS
+        self.task_count = 0
 
     def line(self, path: tuple) -> int:
         while path and path not in self.lines:
@@ -218,17 +225,25 @@ def _expand_inputs(v: _Validator, storage: Storage, value: Any, path: tuple) -> 
         if not found:
             hint = "no file matches the glob" if has_glob(pattern) else "nothing exists at that path"
             v.add(item_path, f"{pattern!r} matches no input ({hint}); check the path, or end a folder/prefix with '/'")
+        if v.output:  # the run's own outputs (renders, thumbnails) are never its inputs
+            found = [uri for uri in found if not uri.startswith(v.output + "/")]
         if is_relative(pattern):
             v.relative.update(found)
         uris.extend(found)
     return list(dict.fromkeys(uris))
 
 
-def _seeds(v: _Validator, job: dict, path: tuple) -> list[int]:
+def _seeds(v: _Validator, job: dict, path: tuple, max_tasks: int) -> list[int]:
     seeds = job.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
+        if seeds > max_tasks:  # checked before the list is built: `seeds: 100000000` must not eat memory
+            v.add(path + ("seeds",), f"{seeds} seeds is over the cap of {max_tasks} tasks; raise limits.max_tasks")
+            return []
         return list(range(seeds))
     if isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        if not all(0 <= s < MAX_SEED for s in seeds):
+            v.add(path + ("seeds",), "each seed must be between 0 and 2^63 - 1")
+            return []
         return list(dict.fromkeys(seeds))
     v.add(path + ("seeds",), f"must be a count (>= 1) or a list of integer seeds, not {seeds!r}")
     return []
@@ -246,6 +261,9 @@ def _sweep(v: _Validator, kind: TaskKind, sweep: Any, path: tuple, max_size: int
             return [{}]
         for value in values:
             _check_params(v, kind, {key: value}, path, max_size)
+    if math.prod(len(values) for values in sweep.values()) > v.max_tasks:
+        v.add(path, f"the sweep has over {v.max_tasks:,} points, the cap of tasks; raise limits.max_tasks")
+        return [{}]
     return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
 
 
@@ -315,11 +333,16 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
         params = {}
     _check_params(v, kind, params, path + ("params",), max_size)
     combos = _sweep(v, kind, job.get("sweep"), path + ("sweep",), max_size)
-    seeds = _seeds(v, job, path)
+    seeds = _seeds(v, job, path, v.max_tasks)
     if v.problems or name is None:
         return []
     # One task per fan-out input, per generator file, per sweep point, per seed.
     per_task = [kind.fanout, *(role for role in kind.shared if role in kind.raw)]
+    v.task_count += math.prod(len(roles[role]) for role in per_task) * len(combos) * len(seeds)
+    if v.task_count > v.max_tasks:  # counted before anything is built
+        v.add(path, f"the manifest expands to over {v.max_tasks:,} tasks (at this job); raise limits.max_tasks, "
+                    "or split the run")
+        return []
     tasks = []
     for picks in itertools.product(*(roles[role] for role in per_task)):
         inputs = {**{role: roles[role] for role in kind.shared}, **{role: [uri] for role, uri in zip(per_task, picks)}}
@@ -341,12 +364,32 @@ def _check_cluster(v: _Validator, cluster: dict) -> None:
     if gpus != "auto" and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0):
         v.add(("cluster", "gpus_per_worker"), f"must be 'auto', 0 (CPU workers) or a number of GPUs (a fraction packs "
                                               f"several workers per GPU), not {gpus!r}")
-    v.typed(cluster, "cpus_per_worker", ("cluster",), (int, float), "a number of CPUs")
-    v.typed(cluster, "max_retries", ("cluster",), (int,), "a retry count")
-    v.typed(cluster, "batch_size", ("cluster",), (int,), "a number of same-job seeds rendered together")
-    v.typed(cluster, "pipeline_depth", ("cluster",), (int,), "calls in flight per actor (GPU default 2, CPU 1)")
-    v.typed(cluster, "restart_timeout", ("cluster",), (int, float), "seconds a dead worker may take to come back")
-    v.typed(cluster, "start_timeout", ("cluster",), (int, float), "seconds to wait for a first worker to be placed")
+    for key, types, what, low, strict in (
+            ("cpus_per_worker", (int, float), "a number of CPUs", 0, True),
+            ("max_retries", (int,), "a retry count", 0, False),
+            ("batch_size", (int,), "a number of same-job seeds rendered together", 1, False),
+            ("pipeline_depth", (int,), "calls in flight per actor (GPU default 2, CPU 1)", 1, False),
+            ("restart_timeout", (int, float), "seconds a dead worker may take to come back", 0, True),
+            ("start_timeout", (int, float), "seconds to wait for a first worker to be placed", 0, True)):
+        value = v.typed(cluster, key, ("cluster",), types, what)
+        if value is not None and (value <= low if strict else value < low):
+            v.add(("cluster", key), f"must be {'above' if strict else 'at least'} {low} ({what}), not {value!r}")
+
+
+def _check_storage(v: _Validator, storage: dict) -> None:
+    v.typed(storage, "endpoint_url", ("storage",), (str,), "an http(s):// URL")
+    v.typed(storage, "region", ("storage",), (str,), "a region name, e.g. eu-west-1")
+    for key in ("max_attempts", "max_concurrency"):
+        value = v.typed(storage, key, ("storage",), (int,), "a positive count")
+        if value is not None and value < 1:
+            v.add(("storage", key), f"must be a positive count, not {value!r}")
+
+
+def _check_limits(v: _Validator, limits: dict) -> None:
+    for key in LIMIT_KEYS:
+        value = v.typed(limits, key, ("limits",), (int,), "a positive count")
+        if value is not None and value < 1:
+            v.add(("limits", key), f"must be a positive count, not {value!r}")
 
 
 def _model_settings(v: _Validator, model: dict) -> dict:
@@ -372,6 +415,11 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     """Read, validate and expand a manifest; raise ManifestError listing every problem."""
     filename = str(path)
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise ManifestError(filename, [Problem(1, "", f"the manifest is {size:,} bytes, over the cap of "
+                                                           f"{MAX_MANIFEST_BYTES:,}: describe inputs with globs or "
+                                                           "prefixes and seeds with counts, or split the run")])
         text = Path(path).read_text()
     except OSError as exc:
         raise ManifestError(filename, [Problem(1, "", f"cannot read the manifest: {exc.strerror}")]) from None
@@ -390,8 +438,11 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     model = v.mapping(data.get("model"), ("model",), MODEL_KEYS)
     limits = v.mapping(data.get("limits"), ("limits",), LIMIT_KEYS)
     _check_cluster(v, cluster)
+    _check_storage(v, storage_cfg)
+    _check_limits(v, limits)
     model = _model_settings(v, model)
-    max_size = v.typed(limits, "max_size", ("limits",), (int,), "a pixel count", DEFAULT_MAX_SIZE)
+    max_size = limits.get("max_size", DEFAULT_MAX_SIZE)
+    v.max_tasks = limits.get("max_tasks", DEFAULT_MAX_TASKS)
     jobs = data.get("jobs")
     if not isinstance(jobs, list) or not jobs:
         v.add(("jobs",), "must be a non-empty list of jobs")
@@ -399,6 +450,10 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     if output is not None:
         v.output_relative = is_relative(output)
         output = v.resolve(output).rstrip("/")
+        if is_s3(output) and any(part in (".", "..") for part in output[len("s3://"):].split("/")):
+            v.add(("output",), "'.' and '..' are not allowed in an s3:// output (keys are literal); write the "
+                               "prefix out")
+        v.output = output
     if v.problems:
         raise ManifestError(filename, v.problems)
     storage = storage or Storage(StorageConfig.from_dict(storage_cfg))

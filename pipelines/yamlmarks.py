@@ -6,6 +6,9 @@ from typing import Any
 import yaml
 
 Path_ = tuple  # ('jobs', 0, 'params', 'size')
+MAX_NODES = 1_000_000  # values after alias expansion: a 540-byte alias bomb would otherwise eat the memory
+# Plain YAML only: no tag may pick a Python constructor or change what a collection is.
+PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
 class YamlError(ValueError):
@@ -25,12 +28,25 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
             mark = exc.problem_mark or exc.context_mark
             raise YamlError(mark.line + 1 if mark else 1, f"YAML syntax error: {exc.problem or exc}") from None
 
+        visited = [0]
+
         def convert(node: yaml.Node, path: Path_) -> Any:
-            lines[path] = node.start_mark.line + 1
+            line = node.start_mark.line + 1
+            lines[path] = line
+            visited[0] += 1
+            if visited[0] > MAX_NODES:
+                raise YamlError(line, f"the manifest expands to more than {MAX_NODES:,} values (YAML aliases "
+                                      "repeating a block?); write the jobs out, or split the run")
+            if node.tag not in PLAIN_TAGS:
+                raise YamlError(line, f"YAML tag {node.tag!r} is not allowed: a manifest is plain YAML "
+                                      "(strings, numbers, booleans, lists and mappings)")
             if isinstance(node, yaml.MappingNode):
                 out: dict = {}
                 for key_node, value_node in node.value:
-                    key = loader.construct_object(key_node, deep=True)
+                    if not isinstance(key_node, yaml.ScalarNode):
+                        raise YamlError(key_node.start_mark.line + 1, "a key must be a plain name, not a list or "
+                                                                      "mapping (a '?' complex key)")
+                    key = convert(key_node, path + ("<key>",))
                     if key in out:
                         raise YamlError(key_node.start_mark.line + 1, f"duplicate key {key!r}")
                     lines[path + (key,)] = key_node.start_mark.line + 1
@@ -38,7 +54,10 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
                 return out
             if isinstance(node, yaml.SequenceNode):
                 return [convert(item, path + (i,)) for i, item in enumerate(node.value)]
-            return loader.construct_object(node, deep=True)
+            try:
+                return loader.construct_object(node, deep=True)
+            except yaml.YAMLError as exc:  # e.g. a malformed timestamp
+                raise YamlError(line, f"YAML value error: {getattr(exc, 'problem', None) or exc}") from None
 
         return (convert(node, ()) if node is not None else None), lines
     finally:

@@ -121,7 +121,7 @@ def test_submit_runs_the_manifest_as_a_ray_job_and_resumes_a_local_run(tmp_path,
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in str(JobSubmissionClient(ray_head).get_job_info(job_id))
 
 
-def test_a_failed_job_gives_a_failing_status(tmp_path, monkeypatch, capsys, ray_head, s3_endpoint, bucket):
+def test_a_failed_or_stopped_job_gives_a_failing_status(tmp_path, monkeypatch, capsys, ray_head, s3_endpoint, bucket):
     name, _ = bucket
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     path = _project(tmp_path, f"s3://{name}/runs")
@@ -130,6 +130,13 @@ def test_a_failed_job_gives_a_failing_status(tmp_path, monkeypatch, capsys, ray_
     assert main(["submit", "run.yaml", "--address", ray_head]) == 0
     job_id = capsys.readouterr().out.strip().splitlines()[-1]
     assert _wait_final(job_id, ray_head, capsys) == ("FAILED", 1)
+    # and a job stopped by the user
+    path.write_text(path.read_text().replace("lr: 1.0e+30, ", "").replace("iterations: 2", "iterations: 100000"))
+    assert main(["submit", "run.yaml", "--address", ray_head]) == 0
+    job_id = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["stop", job_id, "--address", ray_head]) == 0
+    assert capsys.readouterr().out.strip() == "stopped"
+    assert _wait_final(job_id, ray_head, capsys) == ("STOPPED", 1)
 
 
 def test_submit_refuses_what_would_break_on_the_cluster(tmp_path, monkeypatch, capsys):

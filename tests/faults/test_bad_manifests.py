@@ -57,3 +57,46 @@ def test_problem_messages(tmp_path, text, expected):
 def test_missing_weights_file_is_a_manifest_error(tmp_path):
     with pytest.raises(ManifestError, match=r"m.yaml:3: model.weights: .*nope.pth does not exist"):
         parse_manifest(_write(tmp_path, "name: n\noutput: out\nmodel: {weights: nope.pth}\njobs:\n" + JOB))
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a 540-byte-class alias bomb: each level repeats the one before nine times
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi")),
+     "m.yaml:1: the manifest expands to more than 1,000,000 values"),
+    ("name: !!python/name:os.system n\n", "m.yaml:1: YAML tag 'tag:yaml.org,2002:python/name:os.system' is not allowed"),
+    ("name: n\njobs: !!set {a: null}\n", "m.yaml:2: YAML tag 'tag:yaml.org,2002:set' is not allowed"),
+    ("name: n\n? [a, b]\n: 1\n", "m.yaml:2: a key must be a plain name"),
+    ("name: n\noutput: out\njobs:\n" + JOB.replace("params:", "seeds: [9223372036854775808], params:"),
+     "m.yaml:4: jobs[0].seeds: each seed must be between 0 and 2^63 - 1"),
+    ("name: n\noutput: out\njobs:\n" + JOB.replace("params:", "seeds: 100000000, params:"),
+     "m.yaml:4: jobs[0].seeds: 100000000 seeds is over the cap of 100000 tasks"),
+    ("name: n\noutput: out\nlimits: {max_tasks: 3}\njobs:\n" + JOB.replace("params:", "seeds: 2, params:")
+     + JOB.replace("params:", "seeds: 2, params:").replace("name: a", "name: b"),
+     "m.yaml:6: jobs[1]: the manifest expands to over 3 tasks"),
+    ("name: n\noutput: out\ncluster: {pipeline_depth: 0}\njobs:\n" + JOB, "m.yaml:3: cluster.pipeline_depth: must be at least 1"),
+    ("name: n\noutput: out\ncluster: {cpus_per_worker: 0}\njobs:\n" + JOB, "m.yaml:3: cluster.cpus_per_worker: must be above 0"),
+    ("name: n\noutput: out\nstorage: {max_attempts: many}\njobs:\n" + JOB, "m.yaml:3: storage.max_attempts: must be a positive count"),
+    ("name: n\noutput: out\nlimits: {max_input_pixels: lots}\njobs:\n" + JOB, "m.yaml:3: limits.max_input_pixels: must be a positive count"),
+    ("name: n\noutput: s3://bucket/runs/../../x\njobs:\n" + JOB, "m.yaml:2: output: '.' and '..' are not allowed"),
+])
+def test_hostile_manifests_are_refused_clearly(tmp_path, text, expected):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(_write(tmp_path, text))
+    assert any(p.format("m.yaml").startswith(expected) for p in info.value.problems), str(info.value)
+
+
+def test_a_huge_manifest_is_refused_before_it_is_parsed(tmp_path, capsys):
+    path = _write(tmp_path, "name: n\noutput: out\njobs:\n" + JOB + "# padding\n" * 600_000)
+    assert main(["validate", path]) == 2
+    assert "over the cap of 5,000,000" in capsys.readouterr().err
+
+
+def test_the_runs_own_outputs_are_never_its_inputs(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "pebbles.jpg").write_bytes((DATA / "textures" / "pebbles.jpg").read_bytes())
+    (tmp_path / "images" / "out" / "a").mkdir(parents=True)  # a previous run's renders, inside the inputs
+    (tmp_path / "images" / "out" / "a" / "0123.png").write_bytes((DATA / "textures" / "dots.png").read_bytes())
+    manifest = parse_manifest(_write(tmp_path, "name: n\noutput: images/out\nmodel: {weights: random}\njobs:\n"
+                                               "  - {name: a, kind: texture, inputs: images/}\n"))
+    assert [t.inputs["inputs"] for t in manifest.tasks] == [[str(tmp_path / "images" / "pebbles.jpg")]]
