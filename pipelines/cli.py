@@ -13,6 +13,7 @@ from tasks.optimize import Diverged
 from tasks.vgg import WeightsUnavailable
 
 from .manifest import ManifestError, parse_manifest
+from .redact import redact
 from .storage import Storage, StorageConfig, StorageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -153,7 +154,7 @@ def _load(path: str):
     try:
         return parse_manifest(path)
     except ManifestError as exc:
-        print(f"error: {len(exc.problems)} problem(s) in the manifest:\n{exc}", file=sys.stderr)
+        print(redact(f"error: {len(exc.problems)} problem(s) in the manifest:\n{exc}"), file=sys.stderr)
         return None
 
 
@@ -278,7 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (StorageError, ValueError, OSError, WeightsUnavailable, Diverged) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact(f"error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -69,6 +69,7 @@ class TaskSpec:
     params: dict[str, Any]
     output_prefix: str  # {output}/{job}/{task_id}
     depends_on: list[str] = field(default_factory=list)  # task ids that must finish first
+    clear_failed: bool = False  # a failed record of an earlier run is there, to delete on success
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -8,6 +8,8 @@ from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
+from .redact import redact
+
 RECORD_SUFFIX = ".json"
 FAILED_SUFFIX = ".failed.json"  # a failed attempt; never taken as completion
 
@@ -48,7 +50,7 @@ def base_record(spec: dict[str, Any], manifest_name: str, weights_id: str) -> di
 def failed_record(spec: dict[str, Any], manifest_name: str, weights_id: str, error: str,
                   attempts: int = 1, device: str | None = None) -> dict[str, Any]:
     record = base_record(spec, manifest_name, weights_id)
-    record.update(status="failed", error=error, attempts=attempts, device=device, finished_at=now())
+    record.update(status="failed", error=redact(error), attempts=attempts, device=device, finished_at=now())
     return record
 
 

@@ -18,6 +18,7 @@ from tasks.registry import get_kind
 from tasks.vgg import VGGFeatures, weights_id
 
 from . import records
+from .redact import redact
 from .checkpoints import StorageCheckpoints
 from .storage import Storage, StorageConfig
 from .weights import local_weights
@@ -111,15 +112,15 @@ class Renderer:
                 record.update(status="done", output_uri=names[0], outputs=names, read_seconds=round(read_seconds, 4),
                               write_seconds=round(write_seconds, 4), queue_seconds=round(queue_seconds, 4))
         except Exception as exc:  # recorded, not raised: one bad task must not stop the others
-            error = f"{type(exc).__name__}: {exc}"
+            error = redact(f"{type(exc).__name__}: {exc}")
             if is_out_of_memory(exc):
                 error = (f"out of memory on {describe(self.device)}; lower `size` (or `chunk` for mrf), or give "
                          f"each worker more memory (a whole GPU: cluster.gpus_per_worker: 1). {error[:300]}")
             for record in recs:
-                record.update(status="failed", error=error, traceback=traceback.format_exc(limit=6))
+                record.update(status="failed", error=error, traceback=redact(traceback.format_exc(limit=6)))
         for spec, record in zip(specs, recs):
             record.update(wall_seconds=round(time.perf_counter() - clock, 4), finished_at=records.now())
-            self._write_record(spec["output_prefix"], record)
+            self._write_record(spec, record)
         return recs
 
     def _new_record(self, spec: dict[str, Any], attempt: int) -> dict[str, Any]:
@@ -143,13 +144,21 @@ class Renderer:
         files = [(prefix + suffix, data) for suffix, data in result.files.items()]
         return names + [uri for uri, _ in files], [*zip(names, pngs), *files]
 
-    def _write_record(self, prefix: str, record: dict[str, Any]) -> None:
-        """The success record goes last, after the images: it is the completion marker."""
+    def _write_record(self, spec: dict[str, Any], record: dict[str, Any]) -> None:
+        """The success record goes last, after the images: it is the completion marker, written only if
+        no other attempt wrote it first (a worker presumed dead may still finish)."""
+        prefix = spec["output_prefix"]
         try:
-            if record["status"] == "done":
-                self.storage.write(prefix + records.RECORD_SUFFIX, records.dumps(record))
-                self.storage.delete(prefix + records.FAILED_SUFFIX)
-            else:
+            if record["status"] != "done":
                 self.storage.write(prefix + records.FAILED_SUFFIX, records.dumps(record))
+                return
+            if not self.storage.write_new(prefix + records.RECORD_SUFFIX, records.dumps(record)):
+                record.update(duplicate=True)  # another attempt finished first; its record stands
         except Exception as exc:
-            record.update(status="failed", error=f"could not write the record: {exc}")
+            record.update(status="failed", error=redact(f"could not write the record: {exc}"))
+            return
+        if spec.get("clear_failed"):  # a failed record from an earlier run; the done record wins anyway
+            try:
+                self.storage.delete(prefix + records.FAILED_SUFFIX)
+            except Exception:
+                pass

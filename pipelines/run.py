@@ -73,13 +73,20 @@ class Progress:
 
 def finished_ids(storage: Storage, manifest: Manifest) -> set[str]:
     """Task ids whose completion marker (the success record) exists: one listing per job."""
-    done = set()
+    return _listed_ids(storage, manifest)[0]
+
+
+def _listed_ids(storage: Storage, manifest: Manifest) -> tuple[set[str], set[str]]:
+    """(ids with a success record, ids with a failed record) from one listing per job."""
+    done, failed = set(), set()
     for job in {task.job for task in manifest.tasks}:
         for uri in storage.list(join(manifest.output, job) + "/"):
             name = uri.rsplit("/", 1)[-1]
-            if name.endswith(records.RECORD_SUFFIX) and not name.endswith(records.FAILED_SUFFIX):
+            if name.endswith(records.FAILED_SUFFIX):
+                failed.add(name[: -len(records.FAILED_SUFFIX)])
+            elif name.endswith(records.RECORD_SUFFIX):
                 done.add(name[: -len(records.RECORD_SUFFIX)])
-    return done
+    return done, failed
 
 
 def _init_ray(address: Optional[str]):
@@ -124,8 +131,10 @@ def run_manifest(
 ) -> RunSummary:
     """Execute every unfinished task of ``manifest``; return what happened."""
     storage = Storage(StorageConfig.from_dict(manifest.storage))
-    done_before = finished_ids(storage, manifest)
+    done_before, failed_before = _listed_ids(storage, manifest)
     todo = [task for task in manifest.tasks if task.task_id not in done_before]
+    for task in todo:
+        task.clear_failed = task.task_id in failed_before
     summary = RunSummary(total=len(manifest.tasks), skipped=len(manifest.tasks) - len(todo))
     if stream:
         stream.write(f"[texfarm] {manifest.name}: {summary.total} tasks, {summary.skipped} already done, "

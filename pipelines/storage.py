@@ -9,11 +9,14 @@ import fnmatch
 import io
 import os
 import glob as globlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 from urllib.parse import urlparse
+
+from .redact import redact
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 _GLOB_CHARS = "*?["
@@ -79,7 +82,7 @@ def make_s3_client(config: StorageConfig):
 
 def _describe(exc: Exception) -> str:
     """A short error text: botocore messages name the operation and code, never credentials."""
-    return f"{type(exc).__name__}: {exc}"
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 class Storage:
@@ -124,6 +127,44 @@ class Storage:
         except Exception as exc:
             raise StorageError(f"cannot write {uri}: {_describe(exc)}") from exc
 
+    def write_new(self, uri: str, data: bytes) -> bool:
+        """Write ``uri`` only if it does not exist yet (S3 ``If-None-Match: *``; locally a hard link,
+        which fails on an existing name). False when another writer got there first: a completion
+        marker is never overwritten."""
+        try:
+            if is_s3(uri):
+                from botocore.exceptions import ClientError
+
+                bucket, key = split_s3(uri)
+                try:
+                    self.s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+                except ClientError as exc:
+                    code = exc.response.get("Error", {}).get("Code")
+                    if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                        return False
+                    if code in ("NotImplemented", "501"):  # a server without conditional writes
+                        if self.exists(uri):
+                            return False
+                        self.write(uri, data)
+                        return True
+                    raise
+                return True
+            path = local_path(uri)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            try:
+                os.link(tmp, path)  # atomic, and refuses an existing name
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"cannot write {uri}: {_describe(exc)}") from exc
+
     def exists(self, uri: str) -> bool:
         if is_s3(uri):
             from botocore.exceptions import ClientError
@@ -135,6 +176,8 @@ class Storage:
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                     return False
+                raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
+            except Exception as exc:  # unreachable endpoint, bad credentials chain...
                 raise StorageError(f"cannot check {uri}: {_describe(exc)}") from exc
         return local_path(uri).exists()
 

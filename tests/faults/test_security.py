@@ -5,6 +5,7 @@ import pickle
 import pytest
 import torch
 
+from pipelines.cli import main
 from pipelines.manifest import ManifestError, parse_manifest
 from pipelines.renderer import Renderer
 from tasks.vgg import WeightsUnavailable, build_vgg19
@@ -91,3 +92,18 @@ def test_renderer_keeps_working_after_a_failed_task(tmp_path):
                             "output_prefix": str(tmp_path / "j" / "good")})
     assert bad["status"] == "failed" and good["status"] == "done"
     assert torch.isfinite(torch.tensor(good["loss_end"]))
+
+
+def test_a_password_in_an_endpoint_url_is_never_printed_or_stored(tmp_path, capsys):
+    from pipelines.redact import redact
+
+    secret = "sekrit-pass-4711"
+    path = tmp_path / "m.yaml"
+    path.write_text(f"name: n\noutput: s3://bucket/runs\nstorage: {{endpoint_url: 'http://admin:{secret}@127.0.0.1:9',"
+                    f" max_attempts: 1}}\nmodel: {{weights: random}}\njobs:\n"
+                    f"  - {{name: a, kind: texture, inputs: s3://bucket/in/x.jpg}}\n")
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr()
+    assert "127.0.0.1:9" in out.err and secret not in out.err + out.out
+    signed = "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIAX%2F1&X-Amz-Signature=abc123&x=1"
+    assert redact(signed) == "https://b.s3.amazonaws.com/k?X-Amz-Credential=***&X-Amz-Signature=***&x=1"
