@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 from PIL import Image, ImageDraw
 
+from tasks.imagefile import decode_rgb
+
 from . import catalog, records
 from .storage import Storage, StorageError, join
 
@@ -32,8 +34,8 @@ class ReportSummary:
     contact_sheets: list[str]
 
 
-def _thumbnail(data: bytes, tile: bool) -> Image.Image:
-    image = Image.open(io.BytesIO(data)).convert("RGB")
+def _thumbnail(data: bytes, tile: bool, name: str = "image") -> Image.Image:
+    image = decode_rgb(data, name=name)  # the tasks' decoder: EXIF rotation, alpha over white, bit depth
     if tile:  # a 2x2 tiling shows a seam, or its absence, at a glance
         tiled = Image.new("RGB", (image.width * 2, image.height * 2))
         for x in (0, image.width):
@@ -101,7 +103,7 @@ def _process_task(storage: Storage, output: str, row: dict) -> dict:
 
 def _process_input(storage: Storage, output: str, uri: str) -> str:
     name = f"inputs/{hashlib.sha256(uri.encode()).hexdigest()[:16]}.jpg"
-    storage.write(join(output, REPORT, name), _jpeg(_thumbnail(storage.read(uri), False)))
+    storage.write(join(output, REPORT, name), _jpeg(_thumbnail(storage.read(uri), False, uri)))
     return name
 
 

@@ -64,6 +64,12 @@ def has_glob(uri: str) -> bool:
     return any(ch in uri for ch in _GLOB_CHARS)
 
 
+def _stays_inside(path: str, root: str) -> bool:
+    """Whether ``path``, symlinks resolved, is still under ``root``: a link inside a named input folder
+    that points elsewhere (a private file, a home folder) is not an input."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+
+
 def make_s3_client(config: StorageConfig):
     import boto3
     from botocore.config import Config
@@ -234,10 +240,14 @@ class Storage:
                 candidates = self.list(f"s3://{bucket}/{fixed}")
                 return [uri for uri in candidates if fnmatch.fnmatchcase(split_s3(uri)[1], key)]
             scheme = "file://" if pattern.startswith("file://") else ""
-            return sorted(scheme + p for p in globlib.glob(str(local_path(pattern)), recursive=True)
-                          if os.path.isfile(p))
+            path = str(local_path(pattern))
+            root = os.path.dirname(path[: min(path.index(ch) for ch in _GLOB_CHARS if ch in path)] + "x")
+            return sorted(scheme + p for p in globlib.glob(path, recursive=True)
+                          if os.path.isfile(p) and _stays_inside(p, root))
         if pattern.endswith("/") or (not is_s3(pattern) and local_path(pattern).is_dir()):
-            return [uri for uri in self.list(pattern) if uri.lower().endswith(IMAGE_SUFFIXES)]
+            root = "" if is_s3(pattern) else str(local_path(pattern))
+            return [uri for uri in self.list(pattern) if uri.lower().endswith(IMAGE_SUFFIXES)
+                    and (is_s3(uri) or _stays_inside(str(local_path(uri)), root))]
         return [pattern] if self.exists(pattern) else []
 
     def read_many(self, uris: Iterable[str]) -> list[bytes]:

@@ -1,6 +1,7 @@
 """Bad inputs fail their own task with a reason in the record and the catalog; the others finish."""
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -96,3 +97,50 @@ def test_decompression_bomb_is_refused_before_decoding():
     data = _png(Image.new("L", (3000, 3000)))
     with pytest.raises(BadImage, match="over the cap"):
         decode_image(data, max_pixels=1_000_000, name="big.png")
+
+
+def test_symlinks_that_leave_the_named_inputs_are_not_inputs(tmp_path):
+    from pipelines.storage import Storage
+
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "secret.png").write_bytes((DATA / "textures" / "dots.png").read_bytes())
+    inputs = tmp_path / "inputs"
+    (inputs / "sub").mkdir(parents=True)
+    (inputs / "pebbles.jpg").write_bytes((DATA / "textures" / "pebbles.jpg").read_bytes())
+    (inputs / "leak.png").symlink_to(private / "secret.png")
+    (inputs / "sub" / "linked-dir").symlink_to(private, target_is_directory=True)
+    (inputs / "same.jpg").symlink_to(inputs / "pebbles.jpg")  # a link that stays inside is fine
+    storage = Storage()
+    for pattern in (f"{inputs}/", f"{inputs}/**/*.png", f"{inputs}/*"):
+        found = storage.expand(pattern)
+        assert not any("leak" in uri or "linked-dir" in uri for uri in found), (pattern, found)
+    assert sorted(Path(uri).name for uri in storage.expand(f"{inputs}/")) == ["pebbles.jpg", "same.jpg"]
+
+
+def test_sixteen_bit_images_are_scaled_by_their_declared_depth(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tasks.imageio import decode_image
+
+    dark = np.full((32, 32), 200, dtype=np.uint16)  # every value below 256: still a very dark 16-bit image
+    buffer = io.BytesIO()
+    Image.fromarray(dark).save(buffer, format="PNG")
+    assert decode_image(buffer.getvalue()).max().item() < 0.01
+
+
+def test_one_pixel_cap_ours_and_errors_name_the_input():
+    import io
+
+    from PIL import Image
+
+    from tasks.imageio import BadImage, decode_image
+
+    big = io.BytesIO()
+    Image.new("L", (10000, 9000)).save(big, format="PNG")  # 90 MP: over Pillow's own 89.5 MP guard
+    assert decode_image(big.getvalue(), max_pixels=10000 * 10000).shape == (1, 3, 9000, 10000)
+    with pytest.raises(BadImage, match=r"s3://b/not-an-image.png is not a readable image: .*s3://b/not-an-image.png"):
+        decode_image(b"plain text", name="s3://b/not-an-image.png")
