@@ -65,11 +65,11 @@ def test_a_node_removed_for_good_loses_nothing_and_the_other_keeps_its_pace(tmp_
         doomed, survivor = sorted(cluster.worker_nodes, key=lambda node: node.node_id)
         driver = start_driver(manifest, cluster.address, tmp_path / "driver.log")
 
-        def both_rendered() -> bool:
-            return {doomed.node_id, survivor.node_id} <= {r["node"] for r in s3_records(client, bucket, "out/pebbles/")} \
-                or driver.poll() is not None
+        def both_rendered() -> bool:  # the survivor twice, so that its pace before can be measured
+            nodes = [r["node"] for r in s3_records(client, bucket, "out/pebbles/")]
+            return (nodes.count(survivor.node_id) >= 2 and doomed.node_id in nodes) or driver.poll() is not None
 
-        wait_for(both_rendered, 240, "both nodes to finish a task")
+        wait_for(both_rendered, 240, "both nodes to finish tasks")
         removed_at = time.time()
         cluster.remove_node(doomed, allow_graceful=False)  # a spot reclaim: its processes die at once
         log = finish_driver(driver, tmp_path / "driver.log")
@@ -79,11 +79,11 @@ def test_a_node_removed_for_good_loses_nothing_and_the_other_keeps_its_pace(tmp_
     counts = versions_per_key(client, bucket, "out/pebbles/")
     assert len(counts) == 32 and set(counts.values()) == {1}, "each output written exactly once"
     assert all(r["attempts"] == 1 for r in records), "a lost node is not charged to its tasks"
-    # The survivor's pace: tasks it finished per second before the removal and after it.
-    mine = sorted(timestamp(r["finished_at"]) for r in records if r["node"] == survivor.node_id)
-    before = [t for t in mine if t < removed_at]
-    after = [t for t in mine if t >= removed_at]
-    assert len(before) >= 2 and len(after) >= 4, (before, after, removed_at)
-    rate_before = (len(before) - 1) / (before[-1] - before[0])
-    rate_after = len(after) / (after[-1] - removed_at)
-    assert rate_after >= 0.7 * rate_before, (rate_before, rate_after, log[-2000:])
+    # The survivor never waits on the lost node: after the removal it computes nearly all the time (the
+    # old driver slept on the lost actor's probes and left it idle about 60% of the time). Measured as
+    # its compute seconds over the wall time, this holds on a loaded machine too.
+    mine = [r for r in records if r["node"] == survivor.node_id and timestamp(r["finished_at"]) > removed_at]
+    span = max(timestamp(r["finished_at"]) for r in mine) - removed_at
+    busy = sum(r["seconds"] for r in mine) / span
+    print(f"survivor after the removal: {len(mine)} tasks, busy {busy:.0%} of {span:.1f} s")
+    assert len(mine) >= 4 and busy >= 0.7, (busy, span, log[-2000:])
