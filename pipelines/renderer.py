@@ -23,7 +23,7 @@ from .checkpoints import StorageCheckpoints
 from .storage import Storage, StorageConfig
 from .weights import local_weights
 
-RAW_CACHE_SIZE = 8  # trained generators kept per actor (a few MB each)
+INPUT_CACHE_BYTES = 1 << 30  # decoded exemplars and generator files kept per actor (LRU)
 
 
 class Renderer:
@@ -35,7 +35,8 @@ class Renderer:
         self.device = pick_device(device)
         self.manifest_name = manifest_name
         self.max_input_pixels = max_input_pixels
-        self.raw_cache: OrderedDict[str, bytes] = OrderedDict()
+        self.input_cache: OrderedDict[str, Any] = OrderedDict()  # URI -> decoded image or raw bytes
+        self.cache_bytes: dict[str, int] = {}
         self.compute_lock = threading.Lock()  # one task computes at a time; I/O of another may overlap
         self.cache_lock = threading.Lock()
         weights = local_weights(model.get("weights", "imagenet"), self.storage)
@@ -60,25 +61,36 @@ class Renderer:
             return None
 
     def _read_inputs(self, inputs: dict[str, list[str]], raw_roles: tuple[str, ...]):
-        """Images decoded; raw roles (generator files) as bytes, cached per actor by URI."""
+        """Images decoded, raw roles (generator files) as bytes; both kept per actor by URI (within
+        INPUT_CACHE_BYTES), so 16 seeds of one exemplar make one GET and one decode, not 16."""
         with self.cache_lock:
-            cached = {uri: self.raw_cache[uri] for role in raw_roles for uri in inputs.get(role, [])
-                      if uri in self.raw_cache}
-        uris = [uri for role_uris in inputs.values() for uri in role_uris if uri not in cached]
-        blobs = {**dict(zip(uris, self.storage.read_many(uris))), **cached}
+            cached = {uri: self.input_cache[uri] for role_uris in inputs.values() for uri in role_uris
+                      if uri in self.input_cache}
+            for uri in cached:
+                self.input_cache.move_to_end(uri)
+        missing = list(dict.fromkeys(uri for role_uris in inputs.values() for uri in role_uris if uri not in cached))
+        fetched = dict(zip(missing, self.storage.read_many(missing)))
         out = {}
         for role, role_uris in inputs.items():
-            if role in raw_roles:
-                out[role] = [blobs[uri] for uri in role_uris]
-                with self.cache_lock:
-                    for uri in role_uris:
-                        self.raw_cache[uri] = blobs[uri]
-                        self.raw_cache.move_to_end(uri)
-                    while len(self.raw_cache) > RAW_CACHE_SIZE:
-                        self.raw_cache.popitem(last=False)
-            else:
-                out[role] = [decode_image(blobs[uri], self.max_input_pixels, name=uri) for uri in role_uris]
+            values = []
+            for uri in role_uris:
+                if uri not in cached:
+                    blob = fetched[uri]
+                    cached[uri] = blob if role in raw_roles else decode_image(blob, self.max_input_pixels, name=uri)
+                    self._remember(uri, cached[uri])
+                value = cached[uri]
+                values.append(value if isinstance(value, bytes) else value.clone())  # tasks get their own copy
+            out[role] = values
         return out
+
+    def _remember(self, uri: str, value) -> None:
+        size = len(value) if isinstance(value, bytes) else value.numel() * value.element_size()
+        with self.cache_lock:
+            self.input_cache[uri] = value
+            self.cache_bytes[uri] = size
+            while sum(self.cache_bytes.values()) > INPUT_CACHE_BYTES and len(self.input_cache) > 1:
+                old, _ = self.input_cache.popitem(last=False)
+                self.cache_bytes.pop(old, None)
 
     def render(self, spec: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
         """Run one task end to end; always returns its record (status done or failed), never raises."""

@@ -115,3 +115,20 @@ def test_killing_an_actor_with_two_calls_charges_only_the_running_one(e2e):
     assert killed and summary.failed == []
     # Both calls died with the actor; only the one that was computing counts an attempt.
     assert sorted(r["attempts"] for r in summary.records) == [1, 2]
+
+
+def test_an_exemplar_is_read_once_per_actor_not_once_per_task(tmp_path, s3_endpoint, bucket):
+    from pipelines.renderer import Renderer
+    from tests.faults.flaky_proxy import FlakyProxy
+
+    name, client = bucket
+    _upload_exemplars(client, name)
+    with FlakyProxy(s3_endpoint) as proxy:
+        renderer = Renderer({"weights": "random"}, {"endpoint_url": proxy.url})
+        for seed in range(4):
+            spec = {"task_id": f"t{seed}", "job": "j", "kind": "texture", "seed": seed,
+                    "inputs": {"inputs": [f"s3://{name}/exemplars/pebbles.jpg"]},
+                    "params": {"size": 32, "iterations": 2}, "output_prefix": f"s3://{name}/runs/j/t{seed}"}
+            assert renderer.render(spec)["status"] == "done"
+    gets = [path for method, path in proxy.log if method == "GET" and "exemplars/pebbles.jpg" in path]
+    assert len(gets) == 1, proxy.log

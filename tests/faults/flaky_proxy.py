@@ -20,6 +20,7 @@ class FlakyProxy:
         self.mode = "ok"
         self.requests = 0
         self.faults = 0
+        self.log: list[tuple[str, str]] = []  # (method, path) of every request
         self._lock = threading.Lock()
         proxy = self
 
@@ -32,6 +33,7 @@ class FlakyProxy:
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 fault = proxy._fault(self.path)
+                proxy.log.append((self.command, self.path))
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.close()
