@@ -9,10 +9,6 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from tasks.optimize import Diverged
-from tasks.vgg import WeightsUnavailable
-
-from .manifest import ManifestError, parse_manifest
 from .redact import redact
 from .storage import Storage, StorageConfig, StorageError
 
@@ -151,6 +147,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _load(path: str):
+    from .manifest import ManifestError, parse_manifest
+
     try:
         return parse_manifest(path)
     except ManifestError as exc:
@@ -278,9 +276,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (StorageError, ValueError, OSError, WeightsUnavailable, Diverged) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _expected_errors()):
+            raise
         print(redact(f"error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
+
+
+def _expected_errors() -> tuple:
+    """Errors that are the user's to fix (one line, exit 2). The torch-side ones only exist if a command
+    imported torch: `status`, `logs`, `catalog` and `report` never do, and start in a fraction of a second."""
+    errors = [StorageError, ValueError, OSError]
+    if "tasks.vgg" in sys.modules:
+        errors.append(sys.modules["tasks.vgg"].WeightsUnavailable)
+    if "tasks.optimize" in sys.modules:
+        errors.append(sys.modules["tasks.optimize"].Diverged)
+    return tuple(errors)
 
 
 if __name__ == "__main__":

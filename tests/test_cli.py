@@ -1,4 +1,5 @@
 """The single-render command (no Ray)."""
+import pytest
 from PIL import Image
 
 from pipelines.cli import main
@@ -39,3 +40,16 @@ def test_missing_weights_file_is_a_clear_usage_error(tmp_path, capsys):
     code = main(["render", "texture", str(DATA / "textures" / "pebbles.jpg"), "-o", str(tmp_path / "x.png"),
                  "--weights", str(tmp_path / "nope.pth")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["catalog", "{tmp}"], ["report", "{tmp}"],
+                                     ["status", "raysubmit_x", "--address", "http://127.0.0.1:9"]])
+def test_light_commands_do_not_import_torch(tmp_path, command):
+    import subprocess
+    import sys
+
+    args = [part.format(tmp=tmp_path) for part in command]
+    code = ("import sys; from pipelines.cli import main; main(sys.argv[1:]); "
+            "sys.exit(3 if 'torch' in sys.modules else 0)")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
