@@ -34,6 +34,8 @@ class ReportSummary:
     contact_sheets: list[str]
 
 
+SHEET_TILES = 256  # tiles per contact sheet: 8 x 32 thumbnails, about 1.3 x 5 kpx
+
 def _thumbnail(data: bytes, tile: bool, name: str = "image") -> Image.Image:
     image = decode_rgb(data, name=name)  # the tasks' decoder: EXIF rotation, alpha over white, bit depth
     if tile:  # a 2x2 tiling shows a seam, or its absence, at a glance
@@ -176,25 +178,28 @@ def _axis_order(text: str) -> tuple:
 
 
 def _sweep_table(rows: list[dict], axes: list[str], cards: dict[str, str]) -> str:
-    """One parameter per axis: rows for the first, columns for the second; seeds side by side."""
-    def value(row: dict, key: str) -> str:
-        return json.dumps(json.loads(row["params"] or "{}").get(key), sort_keys=True)
-
-    row_values = sorted({value(r, axes[0]) for r in rows}, key=_axis_order)
-    col_values = sorted({value(r, axes[1]) for r in rows}, key=_axis_order) if len(axes) == 2 else [None]
+    """One parameter per axis: rows for the first, columns for the second; seeds side by side. One pass
+    over the rows (each row's params parsed once), so a 10,000-task sweep costs what 10,000 cards cost."""
+    cells: dict[tuple, list[dict]] = {}
+    for row in rows:
+        params = json.loads(row["params"] or "{}")
+        key = tuple(json.dumps(params.get(axis), sort_keys=True) for axis in axes)
+        cells.setdefault(key if len(axes) == 2 else (key[0], None), []).append(row)
+    row_values = sorted({key[0] for key in cells}, key=_axis_order)
+    col_values = sorted({key[1] for key in cells}, key=_axis_order) if len(axes) == 2 else [None]
     head = f"<tr><th>{html.escape(axes[0])} \\ {html.escape(axes[1]) if len(axes) == 2 else ''}</th>" + "".join(
         f"<th>{html.escape(c) if c is not None else ''}</th>" for c in col_values) + "</tr>"
     lines = []
     for rv in row_values:
-        cells = []
-        for cv in col_values:
-            members = [r for r in rows if value(r, axes[0]) == rv and (cv is None or value(r, axes[1]) == cv)]
-            cells.append("<td>" + "".join(cards[r["task_id"]] for r in members) + "</td>")
-        lines.append(f"<tr><th>{html.escape(rv)}</th>{''.join(cells)}</tr>")
+        tds = ["<td>" + "".join(cards[r["task_id"]] for r in cells.get((rv, cv), [])) + "</td>" for cv in col_values]
+        lines.append(f"<tr><th>{html.escape(rv)}</th>{''.join(tds)}</tr>")
     return f'<table class="sweep">{head}{"".join(lines)}</table>'
 
 
 def _contact_sheet(storage: Storage, output: str, rows: list[dict], state: _State) -> bytes:
+    """The job's first SHEET_TILES tasks (catalog order): a bounded picture for a quick look, whatever the
+    job's size (a full 10,000-task sheet was 1344 x 227,500 px, past PIL's own limits)."""
+    rows = rows[:SHEET_TILES]
     columns = min(8, max(1, len(rows)))
     cell_w, cell_h = THUMB + 8, THUMB + 22
     sheet = Image.new("RGB", (columns * cell_w, math.ceil(len(rows) / columns) * cell_h), "white")
@@ -205,7 +210,8 @@ def _contact_sheet(storage: Storage, output: str, rows: list[dict], state: _Stat
         if row["status"] == "done" and entry.get("thumb"):
             thumb = Image.open(io.BytesIO(storage.read(join(output, REPORT, entry["thumb"]))))
             sheet.paste(thumb, (x, y))
-            label = f"seed {row['seed']} loss {row['loss_end']:.3g}"
+            loss = row.get("loss_end")  # None for kinds without a loss (generate, stylize)
+            label = f"seed {row['seed']}" + (f" loss {loss:.3g}" if loss is not None else "")
         else:
             draw.rectangle([x, y, x + THUMB - 1, y + THUMB - 1], outline="red", width=3)
             label = f"seed {row['seed']} FAILED"

@@ -130,3 +130,28 @@ def test_sweep_axes_sort_numbers_by_value():
     from pipelines.report import _axis_order
 
     assert sorted(["10.0", "2", "0.5", '"big"', "false"], key=_axis_order) == ["0.5", "2", "10.0", '"big"', "false"]
+
+
+def test_sweep_tables_and_contact_sheets_at_scale(tmp_path):
+    """4,900 tasks of a 2-axis sweep: every card lands in its cell once (one pass over the rows), and the
+    contact sheet stays bounded; kinds without a loss do not break it."""
+    import io as _io
+    import json as _json
+    import re as _re
+
+    from PIL import Image as _Image
+
+    from pipelines import report
+    from pipelines.storage import Storage
+
+    rows = [{"task_id": f"t{i}", "job": "j", "seed": i % 4, "status": "done", "loss_end": None,
+             "params": _json.dumps({"a": i % 35, "b": (i // 35) % 35})} for i in range(4900)]
+    cards = {r["task_id"]: f"<i>{r['task_id']}</i>" for r in rows}
+    table = report._sweep_table(rows, ["a", "b"], cards)
+    assert table.count("<tr>") == 36 and sorted(_re.findall(r"<i>(t\d+)</i>", table)) == sorted(cards)
+    cell = table.split("<tr><th>3</th>")[1].split("</tr>")[0].split("<td>")[5]  # a = 3, b = 4 (columns 0..)
+    assert {int(t[1:]) for t in _re.findall(r"<i>(t\d+)</i>", cell)} == {i for i in range(4900) if i % 35 == 3
+                                                                        and (i // 35) % 35 == 4}
+    sheet = report._contact_sheet(Storage(), str(tmp_path), rows, report._State(Storage(), str(tmp_path)))
+    with _Image.open(_io.BytesIO(sheet)) as image:
+        assert image.width * image.height <= 8 * (report.THUMB + 8) * 32 * (report.THUMB + 22)
