@@ -117,11 +117,14 @@ class Renderer:
                     free_memory(self.device)
             t0 = time.perf_counter()
             outputs = [self._encode(spec["output_prefix"], result) for spec, result in zip(specs, results)]
-            self.storage.write_many(item for _, items in outputs for item in items)
+            # Write-once outputs: a task id names one result, so an output already there (from an attempt
+            # whose worker died before its record) is that same result and is kept, never written twice.
+            kept = self.storage.write_many_new(item for _, items in outputs for item in items)
             write_seconds = time.perf_counter() - t0
             for record, result, (names, _) in zip(recs, results, outputs):
                 record.update(result.record)
-                record.update(status="done", output_uri=names[0], outputs=names, read_seconds=round(read_seconds, 4),
+                record.update(status="done", output_uri=names[0], outputs=names,
+                              kept_outputs=[name for name in names if name in kept], read_seconds=round(read_seconds, 4),
                               write_seconds=round(write_seconds, 4), queue_seconds=round(queue_seconds, 4))
         except Exception as exc:  # recorded, not raised: one bad task must not stop the others
             error = redact(f"{type(exc).__name__}: {exc}")

@@ -257,6 +257,13 @@ class Storage:
         with ThreadPoolExecutor(min(len(uris), self.config.max_concurrency)) as pool:
             return list(pool.map(self.read, uris))
 
+    def write_many_new(self, items: Iterable[tuple[str, bytes]]) -> set[str]:
+        """``write_new`` for many objects in parallel; returns the URIs that already existed."""
+        items = list(items)
+        with ThreadPoolExecutor(max(1, min(len(items), self.config.max_concurrency))) as pool:
+            written = list(pool.map(lambda item: self.write_new(*item), items))
+        return {uri for (uri, _), new in zip(items, written) if not new}
+
     def write_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         items = list(items)
         with ThreadPoolExecutor(max(1, min(len(items), self.config.max_concurrency))) as pool:

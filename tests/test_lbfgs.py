@@ -50,9 +50,16 @@ def _ops_per_iteration(make, x, iterations=20):
     f, _ = _problem(x.numel())
     run = make(x)
     run(_closure(f, x), 30)  # fill the history
+    evaluations = [0]
+    inner = _closure(f, x)
+
+    def counted():
+        evaluations[0] += 1
+        return inner()
+
     with CountOps() as counter:
-        run(_closure(f, x), iterations)
-    return counter.ops, iterations
+        run(counted, iterations)
+    return counter.ops, iterations, evaluations[0]
 
 
 def test_cost_per_iteration_does_not_grow_with_the_history_and_syncs_only_in_the_line_search():
@@ -76,13 +83,17 @@ def test_cost_per_iteration_does_not_grow_with_the_history_and_syncs_only_in_the
             return run
         return make
 
-    counts = {}
+    counts, per_evaluation = {}, {}
     for name, make in (("ours", ours), ("torch", torch_lbfgs)):
         for history in (5, 25):
-            ops, iterations = _ops_per_iteration(make(history), start.clone().requires_grad_())
+            ops, iterations, evaluations = _ops_per_iteration(make(history), start.clone().requires_grad_())
             counts[name, history] = (sum(ops.values()) / iterations, ops["_local_scalar_dense"] / iterations)
-    (ours_small, syncs_small), (ours_large, syncs_large) = counts["ours", 5], counts["ours", 25]
-    assert ours_large < 1.1 * ours_small and syncs_large < 1.1 * syncs_small + 1
+            per_evaluation[name, history] = (sum(ops.values()) / evaluations, ops["_local_scalar_dense"] / evaluations)
+    # Ours: the same cost per function evaluation whatever the history (how many evaluations the line
+    # search needs per iteration depends on the numerical path, which differs between torch releases).
+    (ours_small, syncs_small), (ours_large, syncs_large) = per_evaluation["ours", 5], per_evaluation["ours", 25]
+    assert ours_large < 1.1 * ours_small and syncs_large < 1.1 * syncs_small + 0.5, per_evaluation
+    syncs_large = counts["ours", 25][1]
     # torch's two-loop recursion: ~4 more ops and one more sync per stored pair
     assert counts["torch", 25][0] > counts["torch", 5][0] + 4 * 20 * 0.9
     assert counts["torch", 25][1] > syncs_large + 20
