@@ -161,9 +161,9 @@ def _validate(args: argparse.Namespace) -> int:
     if manifest is None:
         return EXIT_USAGE
     print(f"{manifest.path}: {manifest.name} -> {manifest.output} ({manifest.model['weights']} weights)")
+    kinds = {task.job: task.kind for task in manifest.tasks}  # one pass, not one scan per job
     for job, count in manifest.job_counts().items():
-        kind = next(t.kind for t in manifest.tasks if t.job == job)
-        print(f"  {job:24} {kind:10} {count:6} tasks")
+        print(f"  {job:24} {kinds[job]:10} {count:6} tasks")
     print(f"  {'total':35} {len(manifest.tasks):6} tasks")
     return EXIT_OK
 
