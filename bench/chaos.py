@@ -38,9 +38,10 @@ def main(argv=None) -> int:
         endpoint = f"http://127.0.0.1:{port}"
         client = boto3.client("s3", endpoint_url=endpoint)
         client.create_bucket(Bucket="chaos-bench")
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run_chaos(Path(tmp), endpoint, ("chaos-bench", client), tasks=args.tasks,
-                               kill_every=args.kill_every, outage_seconds=args.outage, max_retries=args.max_retries)
+        tmp = tempfile.mkdtemp(prefix="texfarm-chaos-")
+        print(f"driver logs: {tmp}")
+        result = run_chaos(Path(tmp), endpoint, ("chaos-bench", client), tasks=args.tasks,
+                           kill_every=args.kill_every, outage_seconds=args.outage, max_retries=args.max_retries)
     finally:
         server.stop()
     print(result.summary())
