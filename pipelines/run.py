@@ -279,7 +279,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
         for item in list(held):
             task, death, exc = item
             fate = pool.node_fate(death)
-            if fate is None and time.monotonic() - death.seen_at < node_grace:
+            if fate is None and time.monotonic() - death.seen_at < NODE_GRACE:
                 continue
             held.remove(item)
             if fate:
@@ -291,7 +291,6 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                                         f"(last: {type(exc).__name__}); giving up after "
                                         f"cluster.max_retries={max_retries}"))
 
-    node_grace = NODE_GRACE
     while queue or pool.running() or held:
         judge_held()
         if not pool.ever_ready:
