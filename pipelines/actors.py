@@ -76,6 +76,9 @@ class ActorPool:
     def wait(self, timeout: float) -> list:
         """Send the probes that are due, then wait for one call or probe to finish."""
         now = self.clock()
+        for index, since in self.down_since.items():  # a restart that cannot be placed (no node left)
+            if self.state[index] == DOWN and now - since > self.restart_timeout:
+                self.state[index] = LOST  # its probe stays in flight: if it ever answers, it is used again
         for index, due in list(self.probe_due.items()):
             if due <= now:
                 del self.probe_due[index]

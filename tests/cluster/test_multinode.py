@@ -87,3 +87,17 @@ def test_a_node_removed_for_good_loses_nothing_and_the_other_keeps_its_pace(tmp_
     busy = sum(r["seconds"] for r in mine) / span
     print(f"survivor after the removal: {len(mine)} tasks, busy {busy:.0%} of {span:.1f} s")
     assert len(mine) >= 4 and busy >= 0.7, (busy, span, log[-2000:])
+
+
+def test_a_run_whose_only_node_is_gone_fails_its_tasks_clearly(tmp_path, s3_endpoint, versioned):
+    bucket, client = versioned
+    manifest = _manifest(tmp_path, bucket, s3_endpoint, seeds=4, workers=1, size=48, iterations=200,
+                         extra=", restart_timeout: 5")
+    with ray_cluster(gpu_nodes=1) as cluster:
+        driver = start_driver(manifest, cluster.address, tmp_path / "driver.log")
+        wait_for(lambda: "1 of 1 up" in (tmp_path / "driver.log").read_text() or driver.poll() is not None, 240,
+                 "the worker to start")
+        cluster.remove_node(next(iter(cluster.worker_nodes)), allow_graceful=False)
+        log = finish_driver(driver, tmp_path / "driver.log", timeout=240)
+    assert driver.returncode == 1, log[-3000:]  # no hang: the actor that cannot come back is given up
+    assert "every render worker died and could not be restarted" in log
