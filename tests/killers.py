@@ -20,8 +20,11 @@ def our_render_pids(rendering_only: bool = True) -> list[int]:
 
     pids = [info["Pid"] for info in state.actors().values()
             if info.get("ActorClassName") == "Renderer" and info.get("State") == "ALIVE" and info.get("Pid")]
-    if not rendering_only:
-        return pids
+    return rendering(pids) if rendering_only else pids
+
+
+def rendering(pids: list[int]) -> list[int]:
+    """Those of ``pids`` executing a Renderer task now (Ray names the process after the method it runs)."""
     busy = []
     for pid in pids:
         try:

@@ -10,11 +10,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from tests.cluster.harness import finish_driver, ray_cluster, s3_records, start_driver, versions_per_key, wait_for
 from tests.conftest import DATA
 from tests.faults.flaky_proxy import FlakyProxy
+from tests.killers import rendering
 
 
 @dataclass
@@ -39,14 +38,7 @@ def _rendering_pids(cluster) -> list[int]:
     actors = cluster.global_state.actor_table(None)
     pids = [a["Pid"] for a in actors.values() if a["ActorClassName"] == "Renderer" and a["State"] == "ALIVE"
             and a["Pid"]]
-    busy = []
-    for pid in pids:
-        try:
-            if "Renderer.render" in " ".join(psutil.Process(pid).cmdline()):
-                busy.append(pid)
-        except psutil.Error:
-            pass
-    return busy
+    return rendering(pids)
 
 
 def run_chaos(tmp: Path, endpoint: str, bucket, tasks: int = 40, kill_every: float = 10.0,
