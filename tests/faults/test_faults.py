@@ -1,4 +1,5 @@
 """Faults an overnight run meets: dying workers, a dying driver, flaky storage, divergence."""
+import io
 import json
 import os
 import signal
@@ -12,7 +13,9 @@ import pytest
 from PIL import Image
 
 from pipelines.manifest import parse_manifest
+from pipelines.report import build_report
 from pipelines.run import WorkerStartError, run_manifest
+from pipelines.storage import Storage, StorageConfig
 from tests.conftest import DATA, REPO
 from tests.faults.flaky_proxy import FlakyProxy
 from tests.killers import killing_renders, our_render_pids
@@ -112,12 +115,21 @@ def test_storage_that_stays_down_fails_the_affected_tasks_clearly(tmp_path, ray_
     with FlakyProxy(s3_endpoint) as proxy:
         manifest = parse_manifest(_s3_manifest(tmp_path, name, proxy.url, attempts=3))
         proxy.mode = "down:red_peppers"  # job b's input is unreachable for good
-        summary = run_manifest(manifest, stream=None)
+        log = io.StringIO()
+        summary = run_manifest(manifest, stream=log)
+        build_report(Storage(StorageConfig.from_dict(manifest.storage)), manifest.output, manifest.name)
     assert summary.exit_code == 1
     assert {r["job"] for r in summary.failed} == {"b"} and len(summary.failed) == 2
     error = summary.failed[0]["error"]
     assert "cannot read s3://" in error and "red_peppers.jpg" in error and "SlowDown" in error
-    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in json.dumps(summary.records)
+    # The planted secret (this session's key) is in no record, catalog, report page or log line.
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"].encode()
+    stored = {o["Key"]: client.get_object(Bucket=name, Key=o["Key"])["Body"].read()
+              for o in client.list_objects_v2(Bucket=name, Prefix="out/")["Contents"]}
+    assert any(k.endswith("catalog.parquet") for k in stored) and any(k.endswith(".html") for k in stored), sorted(stored)
+    assert any(k.endswith(".failed.json") for k in stored)
+    assert [k for k, body in stored.items() if secret in body] == []
+    assert secret.decode() not in log.getvalue() + json.dumps(summary.records)
     assert sum(r["status"] == "done" for r in summary.records) == 2
 
 
