@@ -1,7 +1,9 @@
-"""The run report: ``{output}/report/index.html`` with thumbnails, sweeps as tables, loss curves,
-failures with their errors, and a contact sheet PNG per job. Relative links only, so the folder
-can be synced anywhere or served by any static server. Incremental: thumbnails are made once and
-``report/state.json`` remembers them, so a report after a resume only processes new tasks."""
+"""The run report: ``{output}/report/index.html`` (per job: inputs, counts, a preview and links to its
+pages), ``report/jobs/{job}/{n}.html`` (PAGE_CARDS tasks a page: thumbnails, sweeps as tables, loss
+curves, failures with their errors) and a bounded contact sheet PNG per job. Relative links only, so
+the folder can be synced anywhere or served by any static server. Incremental: thumbnails are made
+once, and ``report/state.json`` remembers them with a digest of every page and sheet, so a report
+after a resume reads only new records and writes only what changed, also on S3."""
 from __future__ import annotations
 
 import hashlib
@@ -32,9 +34,12 @@ class ReportSummary:
     tasks: int
     new_thumbnails: int
     contact_sheets: list[str]
+    pages_written: list[str]  # report-relative paths of the pages this call wrote
 
 
 SHEET_TILES = 256  # tiles per contact sheet: 8 x 32 thumbnails, about 1.3 x 5 kpx
+PAGE_CARDS = 500  # tasks per job page: a 100,000-task job is 200 pages of ~0.5 MB, each quick to open
+PREVIEW = 8  # cards of each job on the index page
 
 def _thumbnail(data: bytes, tile: bool, name: str = "image") -> Image.Image:
     image = decode_rgb(data, name=name)  # the tasks' decoder: EXIF rotation, alpha over white, bit depth
@@ -59,7 +64,7 @@ def _curve(record: dict[str, Any]) -> list[float]:
     points = [v for octave in record.get("octaves", []) for v in octave.get("history", [])]
     points = [p for p in points if isinstance(p, (int, float)) and p > 0 and math.isfinite(p)]
     step = max(1, len(points) // 60)
-    return points[::step]
+    return [float(f"{p:.4g}") for p in points[::step]]  # 4 digits draw the same line in a smaller state
 
 
 def _svg(points: list[float], width: int = THUMB, height: int = 36) -> str:
@@ -84,9 +89,12 @@ class _State:
             data = {}
         self.tasks: dict[str, dict] = data.get("tasks", {})
         self.inputs: dict[str, str] = data.get("inputs", {})
+        self.digests: dict[str, str] = data.get("digests", {})  # report-relative path -> sha256 of what is there
+        self.loaded = self.dumps() if data else b""
 
     def dumps(self) -> bytes:
-        return json.dumps({"tasks": self.tasks, "inputs": self.inputs}, sort_keys=True).encode()
+        return json.dumps({"tasks": self.tasks, "inputs": self.inputs, "digests": self.digests},
+                          sort_keys=True).encode()
 
 
 def _process_task(storage: Storage, output: str, row: dict) -> dict:
@@ -114,20 +122,23 @@ def _short(value: Any) -> str:
     return text if len(text) <= 24 else text[:21] + "..."
 
 
-def _card(row: dict, entry: dict, varying: list[str]) -> str:
+def _card(row: dict, entry: dict, varying: list[str], root: str, id_attr: str = "data-task-id") -> str:
+    """One task; ``root`` leads from the page to the report folder. Preview cards on the index carry
+    ``data-preview-id`` so that every task has exactly one ``data-task-id`` in the whole report."""
     params = json.loads(row["params"] or "{}")
     label = " · ".join([f"seed {row['seed']}", *(f"{k}={_short(params.get(k))}" for k in varying)])
     title = html.escape(json.dumps(params, sort_keys=True))
     task = html.escape(row["task_id"])
     if row["status"] != "done":
-        return (f'<figure class="card failed" data-task-id="{task}" title="{title}"><div class="error">'
+        return (f'<figure class="card failed" {id_attr}="{task}" title="{title}"><div class="error">'
                 f"failed: {html.escape(row['error'] or 'unknown error')}</div>"
                 f"<figcaption>{html.escape(label)}</figcaption></figure>")
     loss = f"loss {row['loss_end']:.4g}" if row["loss_end"] is not None else ""
     secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
     tiled = ' <span class="tag">2x2 tiled</span>' if entry.get("tiled") else ""
-    return (f'<figure class="card" data-task-id="{task}" title="{title}">'
-            f'<a href="../{html.escape(row["job"])}/{task}.png"><img loading="lazy" src="{html.escape(entry["thumb"])}" '
+    return (f'<figure class="card" {id_attr}="{task}" title="{title}">'
+            f'<a href="{root}../{html.escape(row["job"])}/{task}.png"><img loading="lazy" '
+            f'src="{root}{html.escape(entry["thumb"])}" '
             f'alt="{html.escape(row["job"])} {task}"></a>'
             f"<figcaption>{html.escape(label)}{tiled}<br>{loss} · {secs}</figcaption>{_svg(entry.get('curve', []))}</figure>")
 
@@ -139,17 +150,26 @@ def _varying(rows: list[dict]) -> list[str]:
     return [key for key in keys if len({json.dumps(p.get(key), sort_keys=True) for p in params}) > 1]
 
 
-def _job_section(job: str, rows: list[dict], state: _State) -> str:
+def _page_path(job: str, number: int) -> str:
+    return f"jobs/{job}/{number}.html"  # relative to the report folder; job names are key-safe
+
+
+def _job_summary(job: str, rows: list[dict], pages: int, root: str) -> str:
     done = [r for r in rows if r["status"] == "done"]
     secs = [r["seconds"] for r in done if r["seconds"] is not None]
     losses = [r["loss_end"] for r in done if r["loss_end"] is not None]
     median_s = f"{statistics.median(secs):.2f}" if secs else "-"
     median_loss = f"{statistics.median(losses):.4g}" if losses else "-"
-    summary = ('<table class="summary"><tr><th>kind</th><th>done</th><th>failed</th><th>median seconds</th>'
-               "<th>median loss</th><th>contact sheet</th></tr>"
-               f"<tr><td>{html.escape(rows[0]['kind'])}</td><td>{len(done)}</td><td>{len(rows) - len(done)}</td>"
-               f'<td>{median_s}</td><td>{median_loss}</td><td><a href="{html.escape(job)}.png">{html.escape(job)}.png</a>'
-               "</td></tr></table>")
+    name = html.escape(job)
+    links = " ".join(f'<a href="{root}{_page_path(name, n)}">{n}</a>' for n in range(1, pages + 1))
+    return ('<table class="summary"><tr><th>kind</th><th>done</th><th>failed</th><th>median seconds</th>'
+            "<th>median loss</th><th>contact sheet</th><th>pages</th></tr>"
+            f"<tr><td>{html.escape(rows[0]['kind'])}</td><td>{len(done)}</td><td>{len(rows) - len(done)}</td>"
+            f'<td>{median_s}</td><td>{median_loss}</td><td><a href="{root}{name}.png">{name}.png</a></td>'
+            f'<td class="pages">{links}</td></tr></table>')
+
+
+def _input_strip(rows: list[dict], state: _State) -> str:
     inputs: dict[str, list[str]] = {}
     for row in rows:
         for role, uris in json.loads(row["inputs"] or "{}").items():
@@ -161,12 +181,33 @@ def _job_section(job: str, rows: list[dict], state: _State) -> str:
         f'<figure class="input"><img src="{html.escape(state.inputs[uri])}" alt="input {html.escape(uri)}">'
         f"<figcaption>{html.escape('/'.join(roles))}: {html.escape(uri.rsplit('/', 1)[-1])}</figcaption></figure>"
         for uri, roles in list(inputs.items())[:24] if uri in state.inputs)
-    varying = _varying(rows)
-    cards = {r["task_id"]: _card(r, state.tasks.get(r["task_id"], {}), varying) for r in rows}
-    body = _sweep_table(rows, varying, cards) if 1 <= len(varying) <= 2 else \
-        '<div class="grid">' + "".join(cards[r["task_id"]] for r in rows) + "</div>"
-    return (f'<section id="job-{html.escape(job)}"><h2>{html.escape(job)}</h2>{summary}'
-            f'<div class="inputs">{strip}</div>{body}</section>')
+    return f'<div class="inputs">{strip}</div>'
+
+
+def _job_overview(job: str, rows: list[dict], state: _State, varying: list[str]) -> str:
+    """The index's section of a job: counts, inputs, the first PREVIEW tasks and links to every page."""
+    pages = math.ceil(len(rows) / PAGE_CARDS)
+    preview = "".join(_card(r, state.tasks.get(r["task_id"], {}), varying, "", "data-preview-id")
+                      for r in rows[:PREVIEW])
+    more = (f'<p><a href="{_page_path(html.escape(job), 1)}">all {len(rows)} tasks</a>'
+            f"{f' on {pages} pages' if pages > 1 else ''}</p>")
+    return (f'<section id="job-{html.escape(job)}"><h2>{html.escape(job)}</h2>'
+            f"{_job_summary(job, rows, pages, '')}{_input_strip(rows, state)}"
+            f'<div class="grid">{preview}</div>{more}</section>')
+
+
+def _job_page(job: str, rows: list[dict], number: int, state: _State, varying: list[str]) -> str:
+    """Page ``number`` of a job: its slice of the tasks, as a sweep table when 1 or 2 parameters vary."""
+    pages = math.ceil(len(rows) / PAGE_CARDS)
+    first = (number - 1) * PAGE_CARDS
+    page_rows = rows[first:first + PAGE_CARDS]
+    root = "../../"
+    cards = {r["task_id"]: _card(r, state.tasks.get(r["task_id"], {}), varying, root) for r in page_rows}
+    body = _sweep_table(page_rows, varying, cards) if 1 <= len(varying) <= 2 else \
+        '<div class="grid">' + "".join(cards[r["task_id"]] for r in page_rows) + "</div>"
+    return (f'<section id="job-{html.escape(job)}"><p><a href="{root}index.html">all jobs</a></p>'
+            f"<h2>{html.escape(job)}: tasks {first + 1} to {first + len(page_rows)} of {len(rows)} "
+            f"(page {number} of {pages})</h2>{_job_summary(job, rows, pages, root)}{body}</section>")
 
 
 def _axis_order(text: str) -> tuple:
@@ -233,7 +274,7 @@ table.summary td,table.summary th{{padding:2px 10px;text-align:left}} table.swee
 table.sweep td .card{{display:inline-block;margin-right:6px}} img.broken{{outline:3px solid red}}
 </style></head><body>
 <h1>texfarm report: {title}</h1>
-<p>{tasks} tasks in {jobs} jobs: {done} done, {failed} failed. Click a thumbnail for the full image; hover for its parameters.</p>
+<p>{intro}</p>
 {sections}
 <script>
 // Self-check: mark images that did not load and count errors, so a broken page is visible.
@@ -251,8 +292,16 @@ addEventListener("load", () => {{
 """
 
 
+def _sheet_signature(rows: list[dict], state: _State) -> str:
+    """What a contact sheet shows: its tiles' tasks, states and labels; unchanged means no rebuild."""
+    tiles = [(r["task_id"], r["status"], r["seed"], r.get("loss_end"), state.tasks.get(r["task_id"], {}).get("thumb"))
+             for r in rows[:SHEET_TILES]]
+    return hashlib.sha256(json.dumps(tiles, default=str).encode()).hexdigest()
+
+
 def build_report(storage: Storage, output: str, name: Optional[str] = None) -> ReportSummary:
-    """(Re)write the report for the catalog under ``output``, processing only what is new."""
+    """(Re)write the report for the catalog under ``output``: only new tasks are read and thumbnailed,
+    and only pages and sheets whose content changed are written."""
     rows = catalog.read_rows(storage, output)
     if not rows:
         raise StorageError(f"no catalog at {catalog.catalog_uri(output)}: run the manifest first")
@@ -276,28 +325,33 @@ def build_report(storage: Storage, output: str, name: Optional[str] = None) -> R
     jobs: dict[str, list[dict]] = {}
     for row in sorted(rows, key=lambda r: (r["job"], r["seed"] or 0, r["task_id"])):
         jobs.setdefault(row["job"], []).append(row)
-    changed_jobs = {r["job"] for r in fresh}
-    sheets = []
-    for job, job_rows in jobs.items():
-        sheet_uri = join(output, REPORT, f"{job}.png")
-        if job in changed_jobs or not storage.exists(sheet_uri):
-            storage.write(sheet_uri, _contact_sheet(storage, output, job_rows, state))
-            sheets.append(sheet_uri)
+    sheets, written = [], []
+
+    def put(path: str, data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        if state.digests.get(path) != digest:  # state.json lives beside the pages: trusting it saves a HEAD each
+            storage.write(join(output, REPORT, path), data)
+            state.digests[path] = digest
+            written.append(path)
+
     done = sum(r["status"] == "done" for r in rows)
-    page = PAGE.format(title=html.escape(name or output.rsplit("/", 1)[-1]), thumb=THUMB, tasks=len(rows),
-                       jobs=len(jobs), done=done, failed=len(rows) - done,
-                       sections="\n".join(_job_section(job, job_rows, state) for job, job_rows in jobs.items()))
-    index = join(output, REPORT, "index.html")
-    _write_if_changed(storage, index, page.encode())
-    _write_if_changed(storage, state.uri, state.dumps())
-    return ReportSummary(index, len(rows), len(fresh), sheets)
-
-
-def _write_if_changed(storage: Storage, uri: str, data: bytes) -> None:
-    """A re-run that changed nothing rewrites nothing (synced copies and ETags stay put)."""
-    try:
-        if storage.read(uri) == data:
-            return
-    except StorageError:
-        pass
-    storage.write(uri, data)
+    title = html.escape(name or output.rsplit("/", 1)[-1])
+    sections = []
+    for job, job_rows in jobs.items():
+        signature = _sheet_signature(job_rows, state)
+        if state.digests.get(f"{job}.png") != signature:
+            storage.write(join(output, REPORT, f"{job}.png"), _contact_sheet(storage, output, job_rows, state))
+            state.digests[f"{job}.png"] = signature
+            sheets.append(join(output, REPORT, f"{job}.png"))
+        varying = _varying(job_rows)
+        sections.append(_job_overview(job, job_rows, state, varying))
+        for number in range(1, math.ceil(len(job_rows) / PAGE_CARDS) + 1):
+            page = PAGE.format(title=title, thumb=THUMB, intro="Click a thumbnail for the full image; hover for "
+                               "its parameters.", sections=_job_page(job, job_rows, number, state, varying))
+            put(_page_path(job, number), page.encode())
+    intro = (f"{len(rows)} tasks in {len(jobs)} jobs: {done} done, {len(rows) - done} failed. Each job shows its "
+             f"first {PREVIEW} tasks here; its pages show all of them, {PAGE_CARDS} a page.")
+    put("index.html", PAGE.format(title=title, thumb=THUMB, intro=intro, sections="\n".join(sections)).encode())
+    if state.dumps() != state.loaded:
+        storage.write(state.uri, state.dumps())
+    return ReportSummary(join(output, REPORT, "index.html"), len(rows), len(fresh), sheets, written)

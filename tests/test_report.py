@@ -65,65 +65,142 @@ def report_run(tmp_path_factory, ray_cluster):
     return tmp_path, manifest, summary
 
 
+def _pages(report_dir: Path) -> dict[Path, str]:
+    return {p: p.read_text() for p in [report_dir / "index.html", *sorted((report_dir / "jobs").rglob("*.html"))]}
+
+
+def _links_and_ids(report_dir: Path) -> tuple[list[str], list[str]]:
+    """Every task id on every page, and every link resolved to a file (asserted)."""
+    ids = []
+    for path, page in _pages(report_dir).items():
+        parser = _Links()
+        parser.feed(page)
+        ids += parser.task_ids
+        for link in parser.links:
+            assert (path.parent / link).resolve().is_file(), (path, link)
+    return ids, [str(p.relative_to(report_dir)) for p in _pages(report_dir)]
+
+
 def test_every_task_appears_once_and_every_link_resolves(report_run):
     tmp_path, manifest, summary = report_run
     report_dir = Path(manifest.output) / "report"
-    page = (report_dir / "index.html").read_text()
-    parser = _Links()
-    parser.feed(page)
+    ids, pages = _links_and_ids(report_dir)
     rows = pq.read_table(Path(manifest.output) / "catalog.parquet").to_pylist()
-    assert sorted(parser.task_ids) == sorted(r["task_id"] for r in rows)  # each exactly once
+    assert sorted(ids) == sorted(r["task_id"] for r in rows)  # each exactly once, over all pages
+    assert pages == ["index.html", "jobs/mixed/1.html", "jobs/sweep/1.html"]
     assert len(rows) == 2 * 2 * 2 + 2
-    for link in parser.links:
-        assert (report_dir / link).resolve().is_file(), link
-    assert {f"../sweep/{r['task_id']}.png" for r in rows if r["job"] == "sweep"} <= set(parser.links)
+    page = (report_dir / "jobs" / "sweep" / "1.html").read_text()
+    assert {f"../../../sweep/{r['task_id']}.png" for r in rows if r["job"] == "sweep"} <= set(re.findall(
+        r'href="([^"]+)"', page))
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and "not a readable image" in failed[0]["error"]
-    card = re.search(rf'data-task-id="{failed[0]["task_id"]}".*?</figure>', page, re.S).group(0)
+    mixed = (report_dir / "jobs" / "mixed" / "1.html").read_text()
+    card = re.search(rf'data-task-id="{failed[0]["task_id"]}".*?</figure>', mixed, re.S).group(0)
     assert "failed:" in card and "not a readable image" in card
     # The sweep is a table with one parameter per axis; tileable results are shown tiled 2x2.
     assert '<table class="sweep"><tr><th>exemplar_scale \\ tileable</th><th>false</th><th>true</th>' in page
     assert page.count("2x2 tiled") == 4
-    assert page.count('<svg class="curve"') == len(rows) - 1
+    assert page.count('<svg class="curve"') + mixed.count('<svg class="curve"') == len(rows) - 1
+    index = (report_dir / "index.html").read_text()
+    assert index.count("data-preview-id") == len(rows) and "input" in index  # small jobs: all in the preview
     assert (report_dir / "sweep.png").stat().st_size > 0 and (report_dir / "mixed.png").stat().st_size > 0
 
 
 def test_regenerating_only_adds_what_is_new(report_run):
     tmp_path, manifest, _ = report_run
     again = build_report(Storage(), manifest.output, manifest.name)
-    assert again.new_thumbnails == 0 and again.contact_sheets == []
+    assert again.new_thumbnails == 0 and again.contact_sheets == [] and again.pages_written == []
     more = _manifest(tmp_path, seeds=3)  # one more seed per sweep point: 4 new tasks
     run_manifest(more, stream=None)
     third = build_report(Storage(), more.output, more.name)
     assert third.new_thumbnails == 4 and third.tasks == 14
     assert [Path(s).name for s in third.contact_sheets] == ["sweep.png"]
+    assert third.pages_written == ["jobs/sweep/1.html", "index.html"]  # job "mixed" is untouched
 
 
 def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_page_loads_in_a_real_browser(report_run, tmp_path):
-    _, manifest, _ = report_run
+def _browser_or_skip():
     browser = _chromium()
     if browser is None and not os.environ.get("CI"):
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     assert browser, "chromium missing: .ci/run should have installed it"
-    index = (Path(manifest.output) / "report" / "index.html").resolve()
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,12000", "--enable-logging=stderr",
-             "--log-level=0", "--virtual-time-budget=5000"]
-    dom = subprocess.run(flags + ["--dump-dom", index.as_uri()], capture_output=True, text=True, timeout=120)
+    return browser
+
+
+def _chromium_flags(browser, tmp_path):
+    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,12000", "--enable-logging=stderr",
+            "--log-level=0", "--virtual-time-budget=5000"]
+
+
+def _load(flags, page: Path) -> dict[str, int]:
+    """Open ``page`` in headless Chromium; the page's self-check counts images, broken ones and errors."""
+    dom = subprocess.run(flags + ["--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
-    attrs = dict(re.findall(r'data-(\w+)="(\d+)"', body))
-    assert int(attrs["images"]) > 10 and attrs["broken"] == "0" and attrs["errors"] == "0", attrs
+    attrs = {k: int(v) for k, v in re.findall(r'data-(\w+)="(\d+)"', body)}
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
     assert not [line for line in console if "error" in line.lower() or "uncaught" in line.lower()], console
+    return attrs
+
+
+def test_page_loads_in_a_real_browser(report_run, tmp_path):
+    _, manifest, _ = report_run
+    flags = _chromium_flags(_browser_or_skip(), tmp_path)
+    report_dir = Path(manifest.output) / "report"
+    for page, least in ((report_dir / "index.html", 10), (report_dir / "jobs" / "sweep" / "1.html", 8)):
+        attrs = _load(flags, page)
+        assert attrs["images"] >= least and attrs["broken"] == 0 and attrs["errors"] == 0, (page, attrs)
     shot = tmp_path / "report.png"
-    subprocess.run(flags + [f"--screenshot={shot}", index.as_uri()], capture_output=True, timeout=120, check=True)
+    subprocess.run(flags + [f"--screenshot={shot}", (report_dir / "index.html").resolve().as_uri()],
+                   capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000
+
+
+def _synthetic_output(output: Path, tasks: int) -> None:
+    """A finished run's output without rendering: tiny PNGs, records and the catalog."""
+    import json
+
+    from PIL import Image
+
+    from pipelines import catalog
+
+    rows = []
+    (output / "big").mkdir(parents=True)
+    for i in range(tasks):
+        task_id = f"{i:016x}"
+        Image.new("RGB", (16, 16), (i % 256, (i * 7) % 256, 90)).save(output / "big" / f"{task_id}.png")
+        record = {"task_id": task_id, "job": "big", "kind": "texture", "status": "done", "seed": i,
+                  "params": {"size": 16}, "inputs": {"inputs": []}, "loss_end": 1.0 / (i + 1), "seconds": 0.1,
+                  "octaves": [{"history": [3.0, 2.0, 1.0]}], "output_uri": str(output / "big" / f"{task_id}.png")}
+        (output / "big" / f"{task_id}.json").write_text(json.dumps(record))
+        rows.append(catalog.row(record))
+    catalog.write(Storage(), str(output), rows)
+
+
+def test_a_large_job_is_paginated_and_a_page_opens_in_a_browser(tmp_path):
+    """1,200 tasks: the index stays small, pages of PAGE_CARDS hold every task once, a re-report writes
+    nothing, and a full page loads in Chromium with no broken image."""
+    from pipelines import report
+
+    output = tmp_path / "out"
+    _synthetic_output(output, 1200)
+    first = build_report(Storage(), str(output), "big")
+    report_dir = output / "report"
+    ids, pages = _links_and_ids(report_dir)
+    assert pages == ["index.html", "jobs/big/1.html", "jobs/big/2.html", "jobs/big/3.html"]
+    assert sorted(ids) == sorted(f"{i:016x}" for i in range(1200))
+    assert (report_dir / "index.html").stat().st_size < 30_000
+    assert first.new_thumbnails == 1200 and len(first.pages_written) == 4
+    again = build_report(Storage(), str(output), "big")
+    assert (again.new_thumbnails, again.pages_written, again.contact_sheets) == (0, [], [])
+    flags = _chromium_flags(_browser_or_skip(), tmp_path)
+    attrs = _load(flags, report_dir / "jobs" / "big" / "2.html")
+    assert attrs["images"] == report.PAGE_CARDS and attrs["broken"] == 0 and attrs["errors"] == 0, attrs
 
 
 def test_sweep_axes_sort_numbers_by_value():
