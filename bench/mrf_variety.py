@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from tasks.imageio import encode_png, load_image
 from tasks.mrf import mrf
-from tasks.params import MRFParams
+from tasks.kinds.mrf import MRFParams
 from tasks.vgg import VGGFeatures
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,8 @@ import time
 
 import torch
 
-from tasks.params import GenerateParams, TextureNetParams
+from tasks.kinds.generate import GenerateParams
+from tasks.kinds.train_texture_net import TextureNetParams
 from tasks.texture_nets import generate, train_texture_net
 from tasks.vgg import VGGFeatures
 

@@ -28,7 +28,7 @@ def _free_port() -> int:
 def direct_seconds(vgg, exemplar, size: int, iterations: int, tasks: int) -> float:
     """Mean wall time of the same tasks (same seeds) called in this process, after a warm-up."""
     from tasks.gatys import texture
-    from tasks.params import TextureParams
+    from tasks.kinds.texture import TextureParams
 
     texture({"inputs": [exemplar]}, TextureParams(size=size, iterations=2), vgg, 0)
     start = time.perf_counter()

@@ -7,7 +7,8 @@ import time
 import torch
 
 from tasks.gatys import texture
-from tasks.params import GATYS_TEXTURE_LAYERS, TextureParams
+from tasks.params import GATYS_TEXTURE_LAYERS
+from tasks.kinds.texture import TextureParams
 from tasks.vgg import VGGFeatures
 
 
@@ -88,7 +89,7 @@ def matching_row(device: torch.device, queries: int, exemplar_patches: int, dim:
 
 def mrf_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterations: int) -> dict:
     from tasks.mrf import mrf
-    from tasks.params import MRFParams
+    from tasks.kinds.mrf import MRFParams
 
     params = MRFParams(size=size, iterations=iterations, octaves=1)
     mrf({"inputs": [exemplar]}, MRFParams(size=size, iterations=2, octaves=1), vgg, 0)  # warm-up

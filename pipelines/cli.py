@@ -19,66 +19,70 @@ def _size(text: str):
     return int(text) if text.isdigit() else text
 
 
-def _add_render_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", required=True, help="output PNG path or s3:// URI")
-    parser.add_argument("--size", type=_size, help="N (square / long side) or WxH")
-    parser.add_argument("--iterations", type=int)
-    parser.add_argument("--octaves", type=int)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights", default="imagenet", help="imagenet | random | PATH | s3://URI")
-    parser.add_argument("--pooling", choices=("avg", "max"), default="avg")
-    parser.add_argument("--optimizer", choices=("lbfgs", "adam"))
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--tv-weight", type=float)
-    parser.add_argument("--tileable", action="store_true", default=None)
+# Positional names of input roles on the command line.
+ROLE_ARGS = {"inputs": "exemplar"}
+
+
+def _option_type(tp):
+    """(argparse type, nargs) for a parameter's annotation (tasks/kind.py)."""
+    import typing
+
+    from tasks.kind import Size
+
+    if tp is Size:
+        return _size, None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:
+        return _option_type([a for a in args if a is not type(None)][0])
+    if origin is list:
+        return (args[0] if args else str), "+"
+    return tp, None
+
+
+def _add_kind_parser(kinds, kind) -> None:
+    """`texfarm render KIND`: positionals from the kind's input roles, an option per declared parameter
+    (its help, default, choices and the paper's value from the declaration)."""
+    from tasks.kind import MISSING, param_info
+
+    parser = kinds.add_parser(kind.name, help=kind.help, description=kind.help)
+    for i, role in enumerate((kind.fanout, *kind.shared)):
+        several = i > 0 and role not in kind.raw  # shared images: every style image, every content image
+        parser.add_argument(ROLE_ARGS.get(role, role), nargs="+" if several else None,
+                            help=f"{role} image{'s' if several else ''}" if role not in kind.raw
+                            else f"{role} file (a .safetensors from texfarm; path or s3:// URI)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output image path or s3:// URI (several images: OUT_1.png ...; a training also "
+                             "writes OUT.safetensors)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    if kind.uses_vgg:
+        parser.add_argument("--weights", default="imagenet", help="imagenet | random | PATH | s3://URI "
+                                                                  "(default: imagenet)")
+        parser.add_argument("--pooling", choices=("avg", "max"), default="avg", help="VGG19 pooling (default: avg)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    for info in param_info(kind.params).values():
+        kind_type, nargs = _option_type(info.type)
+        text = f"{info.help} (default: {info.default})"
+        if info.paper is not MISSING:
+            text += f"; paper: {info.paper}"
+        choices = info.choices if info.choices and info.choices != ("<layer>",) else None
+        flag = "--" + info.name.replace("_", "-")
+        if kind_type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            parser.add_argument(flag, dest=info.name, type=kind_type, nargs=nargs, choices=choices, default=None,
+                                help=text.replace("%", "%%"))
 
 
 def _parser() -> argparse.ArgumentParser:
+    from tasks.registry import KINDS
+
     parser = argparse.ArgumentParser(prog="texfarm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     render = sub.add_parser("render", help="render one image directly, without Ray (debugging, quick looks)")
     kinds = render.add_subparsers(dest="kind", required=True)
-    texture = kinds.add_parser("texture", help="Gatys texture synthesis from an exemplar")
-    mrf = kinds.add_parser("mrf", help="Li & Wand (CNNMRF) patch-based texture synthesis")
-    for parser_ in (texture, mrf):
-        parser_.add_argument("exemplar")
-        parser_.add_argument("--exemplar-scale", type=float)
-        _add_render_options(parser_)
-    style = kinds.add_parser("style", help="Gatys style transfer")
-    mrf_style = kinds.add_parser("mrf_style", help="Li & Wand (CNNMRF) style transfer")
-    for parser_ in (style, mrf_style):
-        parser_.add_argument("content")
-        parser_.add_argument("style", nargs="+")
-        parser_.add_argument("--style-scale", type=float)
-        parser_.add_argument("--content-weight", type=float)
-        parser_.add_argument("--style-weight", type=float)
-        parser_.add_argument("--init", choices=("content", "noise"))
-        _add_render_options(parser_)
-    style.add_argument("--style-weights", type=float, nargs="+", help="blend weights, one per style image")
-    style.add_argument("--preserve-colors", action="store_true", default=None)
-    generate = kinds.add_parser("generate", help="textures from a trained Texture Network generator, one pass")
-    generate.add_argument("generator", help="a .safetensors generator (path or s3:// URI)")
-    generate.add_argument("-o", "--output", required=True, help="output PNG (with --count N: OUT_1.png ...)")
-    generate.add_argument("--size", type=_size, help="N or WxH, a multiple of 2^(scales-1)")
-    generate.add_argument("--count", type=int)
-    generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--device")
-    stylize = kinds.add_parser("stylize", help="stylize a photo with a trained stylizer, one pass")
-    stylize.add_argument("content")
-    stylize.add_argument("generator")
-    stylize.add_argument("-o", "--output", required=True)
-    stylize.add_argument("--size", type=_size)
-    stylize.add_argument("--seed", type=int, default=0)
-    stylize.add_argument("--device")
-    for parser_ in (mrf, mrf_style):
-        parser_.add_argument("--patch-size", type=int)
-        parser_.add_argument("--chunk", type=int, help="exemplar patches per matrix product (bounds memory)")
-        parser_.add_argument("--repetition-penalty", type=float)
-        parser_.add_argument("--noise", type=float, help="noise injected into each upsampled octave")
-        parser_.add_argument("--rotations", type=float, nargs="+", help="degrees; rotated exemplar copies")
-        parser_.add_argument("--scales", type=float, nargs="+", help="scaled exemplar copies")
+    for kind in KINDS.values():
+        _add_kind_parser(kinds, kind)
 
     validate = sub.add_parser("validate", help="parse and expand a manifest without running anything")
     validate.add_argument("manifest")
@@ -111,33 +115,41 @@ def _parser() -> argparse.ArgumentParser:
 def _render(args: argparse.Namespace) -> int:
     from tasks.device import pick_device
     from tasks.imageio import decode_image, encode_png
-    from tasks.params import build_params
+    from tasks.kind import build_params, param_info
     from tasks.registry import get_kind
-    from tasks.vgg import VGGFeatures
+    from tasks.vgg import VGGFeatures, WeightsUnavailable
 
     from .weights import local_weights
 
     storage = Storage(StorageConfig())
     kind = get_kind(args.kind)
-    skip = {"command", "kind", "output", "seed", "weights", "pooling", "device", "exemplar", "content", "style",
-            "generator"}
-    params = build_params(kind.params, {k: v for k, v in vars(args).items() if k not in skip and v is not None})
-    named = {"inputs": [getattr(args, "exemplar", None)], "content": [getattr(args, "content", None)],
-             "style": getattr(args, "style", None), "generator": [getattr(args, "generator", None)]}
-    roles = {role: named[role] for role in (kind.fanout, *kind.shared)}
+    given = vars(args)
+    params = build_params(kind.params, {k: given[k] for k in param_info(kind.params) if given.get(k) is not None})
+    roles = {}
+    for role in (kind.fanout, *kind.shared):
+        value = given[ROLE_ARGS.get(role, role)]
+        roles[role] = value if isinstance(value, list) else [value]
     inputs = {role: [storage.read(uri) if role in kind.raw else decode_image(storage.read(uri), name=uri)
                      for uri in uris] for role, uris in roles.items()}
     device = pick_device(args.device)
     clock = time.perf_counter()
     if kind.uses_vgg:
-        vgg = VGGFeatures(local_weights(args.weights, storage), args.pooling, 0, "relu5_4", device)
-        result = kind.run(inputs, params, vgg, args.seed)
+        try:
+            vgg = VGGFeatures(local_weights(args.weights, storage), args.pooling, 0, "relu5_4", device)
+        except WeightsUnavailable as exc:  # its hint names the manifest key; here the flag is what to change
+            raise WeightsUnavailable(str(exc).replace("`weights: random`", "`--weights random`")
+                                     .replace("`weights: /path", "`--weights /path")
+                                     .replace("`weights: s3://", "`--weights s3://")) from None
+        result = kind.function()(inputs, params, vgg, args.seed)
     else:
-        result = kind.run(inputs, params, None, args.seed, device=device)
+        result = kind.function()(inputs, params, None, args.seed, device=device)
     stem, dot, suffix = args.output.rpartition(".")
     names = [args.output] + [f"{stem}_{i}.{suffix}" for i in range(1, len(result.images))]
     for name, image in zip(names, result.images):
         storage.write(name, encode_png(image))
+    for extension, data in result.files.items():  # a training's generator: OUT.safetensors
+        names.append((stem if dot else args.output) + extension)
+        storage.write(names[-1], data)
     record = result.record
     losses = (f"loss {record['loss_start']:.4g} -> {record['loss_end']:.4g} in {record['iterations']} iterations, "
               if record.get("loss_end") is not None else "")

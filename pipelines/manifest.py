@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from tasks.kind import Kind, check_param, param_info
+from tasks.model import LAYERS, weights_id
 from tasks.params import parse_size
-from tasks.registry import KINDS, TaskKind
-from tasks.vgg import weights_id
+from tasks.registry import KINDS
 
 from .storage import Storage, StorageConfig, StorageError, has_glob, is_s3, join
 from .yamlmarks import YamlError, load_with_lines
@@ -111,18 +112,6 @@ def _suggest(word: str, choices: set[str]) -> str:
     return f"; did you mean '{match[0]}'?" if match else f"; allowed keys: {', '.join(sorted(choices))}"
 
 
-# Types of task parameters, from the dataclass annotations in tasks/params.py.
-_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list,),
-          "Optional[list]": (list, type(None)), "Size": (int, str, list)}
-
-
-def _type_ok(value: Any, annotation: str) -> bool:
-    allowed = _TYPES.get(annotation, (object,))
-    if isinstance(value, bool) and bool not in allowed:
-        return False
-    return isinstance(value, allowed)
-
-
 class _Validator:
     def __init__(self, filename: str, lines: dict[tuple, int], base_dir: Path) -> None:
         self.filename = filename
@@ -189,25 +178,27 @@ def _task_id(v: _Validator, kind: str, inputs: dict[str, list[str]], params: dic
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _check_params(v: _Validator, kind: TaskKind, params: dict, path: tuple, max_size: int) -> None:
-    annotations = {f.name: str(f.type) for f in fields(kind.params)}
+def _check_params(v: _Validator, kind: Kind, params: dict, path: tuple, max_size: int) -> dict:
+    """Each value checked against its declaration (type, range, choices); returns the values as the task
+    will get them (`1e-3` written without a dot is a float, as the user meant)."""
+    info = param_info(kind.params)
+    checked = {}
     for key, value in params.items():
-        if key not in annotations:
-            v.add(path + (key,), f"unknown parameter for kind '{kind.name}'{_suggest(key, set(annotations))}")
-        elif not _type_ok(value, annotations[key]):
-            v.add(path + (key,), f"must be {annotations[key]}, not {type(value).__name__} {value!r}")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            v.add(path + (key,), f"must not be negative (got {value})")
-        elif key in ("iterations", "octaves", "check_every", "patch_size", "stride", "exemplar_stride",
-                     "chunk", "divergence_factor") and value < 1:
-            v.add(path + (key,), f"must be at least 1 (got {value})")
-    if "size" in params and _type_ok(params["size"], "Size"):
+        if key not in info:
+            v.add(path + (key,), f"unknown parameter for kind '{kind.name}'{_suggest(key, set(info))}")
+            continue
         try:
-            h, w = parse_size(params["size"])
+            checked[key] = check_param(kind.params, key, value, LAYERS)
+        except ValueError as exc:
+            v.add(path + (key,), f"{exc}; {info[key].help}" if info[key].help else str(exc))
+    if "size" in checked:
+        try:
+            h, w = parse_size(checked["size"])
             if max(h, w) > max_size:
                 v.add(path + ("size",), f"{w}x{h} is over the cap of {max_size} px; lower it or raise limits.max_size")
         except ValueError as exc:
             v.add(path + ("size",), str(exc))
+    return checked
 
 
 def _expand_inputs(v: _Validator, storage: Storage, value: Any, path: tuple) -> list[str]:
@@ -250,7 +241,7 @@ def _seeds(v: _Validator, job: dict, path: tuple, max_tasks: int) -> list[int]:
     return []
 
 
-def _sweep(v: _Validator, kind: TaskKind, sweep: Any, path: tuple, max_size: int) -> list[dict]:
+def _sweep(v: _Validator, kind: Kind, sweep: Any, path: tuple, max_size: int) -> list[dict]:
     if sweep is None:
         return [{}]
     if not isinstance(sweep, dict) or not sweep:
@@ -260,20 +251,17 @@ def _sweep(v: _Validator, kind: TaskKind, sweep: Any, path: tuple, max_size: int
         if not isinstance(values, list) or not values:
             v.add(path + (key,), "must be a non-empty list of values to sweep")
             return [{}]
-        for value in values:
-            _check_params(v, kind, {key: value}, path, max_size)
+        sweep = {**sweep, key: [_check_params(v, kind, {key: value}, path, max_size).get(key, value)
+                                for value in values]}
     if math.prod(len(values) for values in sweep.values()) > v.max_tasks:
         v.add(path, f"the sweep has over {v.max_tasks:,} points, the cap of tasks; raise limits.max_tasks")
         return [{}]
     return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
 
 
-# A generate / stylize job may name a training job of the same manifest instead of generator files.
-TRAINER_OF = {"generate": "train_texture_net", "stylize": "train_stylizer"}
-
-
 def _generator_reference(v: _Validator, value: Any, path: tuple, kind: str, jobs: dict[str, tuple[str, list]]):
-    """{job: NAME} → (URIs of NAME's trained generators, their task ids), or None if not a reference."""
+    """{job: NAME} → (URIs of NAME's trained generators, their task ids), or None if not a reference. A kind
+    whose declaration names `generator_from` may name a job of that kind of the same manifest."""
     if not isinstance(value, dict):
         return None
     if set(value) != {"job"} or not isinstance(value["job"], str):
@@ -284,13 +272,19 @@ def _generator_reference(v: _Validator, value: Any, path: tuple, kind: str, jobs
         v.add(path + ("job",), f"no job named {name!r} in this manifest{_suggest(name, set(jobs))}")
         return [], []
     trainer_kind, trainer_tasks = jobs[name]
-    if trainer_kind != TRAINER_OF[kind]:
-        v.add(path + ("job",), f"job {name!r} is a {trainer_kind} job; a {kind} job needs a {TRAINER_OF[kind]} job")
+    wanted = KINDS[kind].generator_from
+    if trainer_kind != wanted:
+        v.add(path + ("job",), f"job {name!r} is a {trainer_kind} job; a {kind} job needs a {wanted} job")
         return [], []
     uris = [t.output_prefix + ".safetensors" for t in trainer_tasks]
     if v.output_relative:
         v.relative.update(uris)
     return uris, [t.task_id for t in trainer_tasks]
+
+
+def _uses_trainer(job: Any) -> bool:
+    kind = KINDS.get(job.get("kind")) if isinstance(job, dict) and isinstance(job.get("kind"), str) else None
+    return bool(kind and kind.generator_from and any(isinstance(job.get(role), dict) for role in kind.raw))
 
 
 def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: str, weights: str,
@@ -322,7 +316,7 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
             v.add(path, f"missing required key '{role}' (inputs for kind '{kind_name}')")
             continue
         reference = _generator_reference(v, job[role], path + (role,), kind_name, trainers) \
-            if role in kind.raw else None
+            if role in kind.raw and kind.generator_from else None
         if reference is not None:
             roles[role] = reference[0]
             depends.update(zip(*reference))
@@ -332,7 +326,7 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
     if not isinstance(params, dict):
         v.add(path + ("params",), "must be a mapping of parameter names to values")
         params = {}
-    _check_params(v, kind, params, path + ("params",), max_size)
+    params = _check_params(v, kind, params, path + ("params",), max_size)
     combos = _sweep(v, kind, job.get("sweep"), path + ("sweep",), max_size)
     seeds = _seeds(v, job, path, v.max_tasks)
     if v.problems or name is None:
@@ -473,8 +467,7 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     wid = weights_id(v.portable(weights), model["seed"], model["pooling"], model["precision"])
     seen: dict[str, int] = {}
     # Jobs that use another job's generators expand after every other job.
-    uses_trainer = [isinstance(job, dict) and job.get("kind") in TRAINER_OF and isinstance(job.get("generator"), dict)
-                    for job in jobs]
+    uses_trainer = [_uses_trainer(job) for job in jobs]
     by_job: dict[int, list[TaskSpec]] = {}
     trainers: dict[str, tuple[str, list]] = {}
     for i in sorted(range(len(jobs)), key=lambda i: uses_trainer[i]):

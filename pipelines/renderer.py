@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from tasks.device import describe, free_memory, is_out_of_memory, pick_device, set_threads
 from tasks.imageio import DEFAULT_MAX_PIXELS, decode_image, encode_png
-from tasks.params import build_params
+from tasks.kind import build_params
 from tasks.registry import get_kind
 from tasks.vgg import VGGFeatures, weights_id
 
@@ -147,9 +147,9 @@ class Renderer:
         if len(specs) > 1:
             if kind.batch_run is None:
                 raise ValueError(f"kind {kind.name!r} cannot render a batch")
-            return kind.batch_run(inputs, params, self.vgg, [spec["seed"] for spec in specs])
+            return kind.function("batch_run")(inputs, params, self.vgg, [spec["seed"] for spec in specs])
         extra = {"checkpoints": StorageCheckpoints(self.storage, specs[0]["output_prefix"])} if kind.checkpoints else {}
-        return [kind.run(inputs, params, self.vgg, specs[0]["seed"], **extra)]
+        return [kind.function()(inputs, params, self.vgg, specs[0]["seed"], **extra)]
 
     @staticmethod
     def _encode(prefix: str, result) -> tuple[list[str], list[tuple[str, bytes]]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -24,6 +24,18 @@ class TaskOutput:
     images: list[torch.Tensor]
     record: dict[str, Any] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # extra outputs by key suffix, e.g. ".safetensors"
+
+
+@dataclass
+class Objective:
+    """What an octave minimizes: ``loss(x)`` gives one loss per image of the batch (weighted sums of
+    the losses of tasks/losses.py); ``refresh``, if any, runs between chunks of iterations for
+    objectives that re-match patches or re-draw projections, so L-BFGS sees a fixed function in between."""
+    loss: Callable[[torch.Tensor], torch.Tensor]
+    refresh: Optional[Callable[[], None]] = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.loss(x)
 
 
 def octave_sizes(h: int, w: int, octaves: int) -> list[tuple[int, int]]:

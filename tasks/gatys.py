@@ -10,7 +10,9 @@ import torch
 from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_tv
 from .imageops import keep_colors, resize, scale_by, scale_to_long_side
 from .losses import ContentLoss, GramLoss, normalized_weights
-from .params import StyleParams, TextureParams, parse_size
+from .params import parse_size
+from .kinds.style import StyleParams
+from .kinds.texture import TextureParams
 from .vgg import VGGFeatures
 
 

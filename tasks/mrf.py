@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import rotate
 
-from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_tv
+from .common import Objective, Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_tv
 from .imageops import resize, scale_by
 from .losses import ContentLoss, normalized_weights
-from .params import MRFParams, MRFStyleParams, parse_size
+from .params import parse_size
+from .kinds.mrf import MRFParams
+from .kinds.mrf_style import MRFStyleParams
 from .patches import extract_patches, nearest_patches
 from .vgg import VGGFeatures
 
@@ -118,11 +120,7 @@ def mrf(inputs: dict[str, Sequence[torch.Tensor]], params: MRFParams, vgg: VGGFe
         loss = _exemplar_loss(vgg, scale_by(exemplar, factor, min_side=16), params, weights)
         losses.append(loss)
 
-        def objective(x: torch.Tensor) -> torch.Tensor:
-            return with_tv(loss(vgg(x, params.layers)), x, params)
-
-        objective.refresh = loss.refresh
-        return objective
+        return Objective(lambda x: with_tv(loss(vgg(x, params.layers)), x, params), loss.refresh)
 
     mean = exemplar.mean(dim=(2, 3), keepdim=True)
     image, octaves = solve_octaves(params, vgg, size, lambda s: seeded_noise(seed, s, mean, device, std=0.2),
@@ -155,8 +153,7 @@ def mrf_style(inputs: dict[str, Sequence[torch.Tensor]], params: MRFStyleParams,
             loss = params.content_weight * content_loss(feats) + params.style_weight * mrf_loss(feats)
             return with_tv(loss, x, params)
 
-        objective.refresh = mrf_loss.refresh
-        return objective
+        return Objective(objective, mrf_loss.refresh)
 
     def init(octave_size: tuple[int, int]) -> torch.Tensor:
         if params.init == "content":

@@ -20,7 +20,11 @@ from .generator import TextureGenerator, load_generator, save_generator
 from .imageio import encode_png
 from .imageops import resize, scale_by, scale_to_long_side
 from .losses import ContentLoss, GramLoss, normalized_weights
-from .params import GenerateParams, StylizeParams, StylizerParams, TextureNetParams, parse_size
+from .params import parse_size
+from .kinds.generate import GenerateParams
+from .kinds.stylize import StylizeParams
+from .kinds.train_stylizer import StylizerParams
+from .kinds.train_texture_net import TextureNetParams
 from .vgg import VGGFeatures
 
 GENERATOR_FILE = "generator.safetensors"

@@ -10,7 +10,6 @@ Departures from the plain torchvision network:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -19,26 +18,15 @@ import torch
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
 
+from .model import LAYERS, layer_names, weights_id  # noqa: F401  (re-exported)
+
 T = TypeVar("T")
 
-# Layers per block of VGG19's ``features``: conv/relu pairs then one pool.
-_BLOCKS = (2, 2, 4, 4, 4)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def layer_names() -> list[str]:
-    """Names of ``vgg19().features`` modules in order: conv1_1, relu1_1, ..., pool5."""
-    names = []
-    for block, convs in enumerate(_BLOCKS, start=1):
-        for i in range(1, convs + 1):
-            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
-        names.append(f"pool{block}")
-    return names
-
-
-LAYERS = layer_names()
 _INDEX = {name: i for i, name in enumerate(LAYERS)}
 
 
@@ -100,17 +88,6 @@ def build_vgg19(weights: str = "random", seed: int = 0) -> nn.Module:
     if missing_features:
         raise WeightsUnavailable(f"{weights} is not a VGG19 state dict: missing {missing_features[:4]}")
     return model
-
-
-def weights_id(weights: str, seed: int = 0, pooling: str = "avg", precision: str = "fp32") -> str:
-    """Short stable identifier of the network a task ran through, for task ids and records."""
-    if weights == "random":
-        base = f"random-seed{seed}"
-    elif weights == "imagenet":
-        base = "imagenet-IMAGENET1K_V1"
-    else:
-        base = "file-" + hashlib.sha256(weights.encode()).hexdigest()[:12]
-    return f"{base}-{pooling}pool" + ("" if precision == "fp32" else f"-{precision}")
 
 
 class VGGFeatures(nn.Module):

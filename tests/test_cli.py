@@ -42,14 +42,46 @@ def test_missing_weights_file_is_a_clear_usage_error(tmp_path, capsys):
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["catalog", "{tmp}"], ["report", "{tmp}"],
+@pytest.mark.parametrize("command", [["catalog", "{tmp}"], ["report", "{tmp}"], ["validate", "{tmp}/m.yaml"],
                                      ["status", "raysubmit_x", "--address", "http://127.0.0.1:9"]])
 def test_light_commands_do_not_import_torch(tmp_path, command):
     import subprocess
     import sys
 
+    (tmp_path / "m.yaml").write_text(f"name: m\noutput: out\nmodel: {{weights: random}}\njobs:\n"
+                                     f"  - {{name: a, kind: mrf, inputs: {DATA / 'textures' / 'pebbles.jpg'}}}\n")
     args = [part.format(tmp=tmp_path) for part in command]
     code = ("import sys; from pipelines.cli import main; main(sys.argv[1:]); "
             "sys.exit(3 if 'torch' in sys.modules else 0)")
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_render_trains_a_texture_net_and_generates_from_it(tmp_path, capsys):
+    """The trainings have render commands too: the PNG of samples plus the generator beside it."""
+    out = tmp_path / "net.png"
+    assert main(["render", "train_texture_net", str(DATA / "textures" / "pebbles.jpg"), "-o", str(out),
+                 "--size", "32", "--iterations", "3", "--batch-size", "1", "--scales", "3", "--samples", "1",
+                 "--weights", "random", "--norm", "instance"]) == 0
+    assert (tmp_path / "net.safetensors").stat().st_size > 0 and "net.safetensors" in capsys.readouterr().out
+    assert main(["render", "generate", str(tmp_path / "net.safetensors"), "-o", str(tmp_path / "g.png"),
+                 "--size", "48"]) == 0
+    assert Image.open(tmp_path / "g.png").size == (48, 48)
+
+
+def test_render_rejects_a_choice_the_declaration_does_not_allow(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["render", "train_texture_net", str(DATA / "textures" / "pebbles.jpg"), "-o", str(tmp_path / "x.png"),
+              "--padding", "mirror"])
+    assert info.value.code == 2 and "invalid choice: 'mirror'" in capsys.readouterr().err
+
+
+def test_missing_imagenet_weights_name_the_render_flag(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # a closed local proxy: the download fails offline or not
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    code = main(["render", "texture", str(DATA / "textures" / "pebbles.jpg"), "-o", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--weights random" in err and "weights: random" not in err

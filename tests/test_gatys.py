@@ -4,7 +4,9 @@ import torch.nn.functional as F
 from tasks.gatys import style, texture
 from tasks.imageops import rgb_to_yiq, scale_to_long_side
 from tasks.losses import GramLoss, normalized_weights
-from tasks.params import GATYS_STYLE_LAYERS, StyleParams, TextureParams
+from tasks.params import GATYS_STYLE_LAYERS
+from tasks.kinds.style import StyleParams
+from tasks.kinds.texture import TextureParams
 
 
 def _texture(vgg, exemplar, seed=0, **params):

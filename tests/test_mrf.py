@@ -3,7 +3,8 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from tasks.mrf import augmented, mrf, mrf_style
-from tasks.params import MRFParams, MRFStyleParams
+from tasks.kinds.mrf import MRFParams
+from tasks.kinds.mrf_style import MRFStyleParams
 from tasks.patches import extract_patches, nearest_patches
 
 

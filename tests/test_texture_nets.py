@@ -3,7 +3,10 @@ import torch.nn.functional as F
 
 from tasks.checkpoint import MemoryCheckpoints
 from tasks.generator import TextureGenerator, load_generator
-from tasks.params import GenerateParams, StylizeParams, StylizerParams, TextureNetParams
+from tasks.kinds.generate import GenerateParams
+from tasks.kinds.stylize import StylizeParams
+from tasks.kinds.train_stylizer import StylizerParams
+from tasks.kinds.train_texture_net import TextureNetParams
 from tasks.texture_nets import generate, stylize, train_stylizer, train_texture_net
 
 TINY = dict(size=32, batch_size=2, scales=3, channels=4, lr=0.05)

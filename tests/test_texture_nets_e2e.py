@@ -6,7 +6,9 @@ import pytest
 from PIL import Image
 
 from pipelines.manifest import parse_manifest
+from pipelines.report import build_report
 from pipelines.run import run_manifest
+from pipelines.storage import Storage, StorageConfig
 from tests.conftest import DATA
 from tests.killers import killing_renders
 
@@ -64,6 +66,11 @@ def test_train_two_generators_in_parallel_then_render_from_both(tmp_path, ray_cl
     used = {json.loads(client.get_object(Bucket=name, Key=f"nets/render/{t.task_id}.json")["Body"].read())
             ["inputs"]["generator"][0] for t in renders}
     assert used == {f"s3://{name}/nets/train/{t.task_id}.safetensors" for t in trains}
+    # The report handles kinds without a loss (generate) beside trainings: every task has its card.
+    report = build_report(Storage(StorageConfig.from_dict(manifest.storage)), manifest.output, manifest.name)
+    assert report.new_thumbnails == 6 and set(report.pages_written) >= {"jobs/render/1.html", "jobs/train/1.html"}
+    page = client.get_object(Bucket=name, Key="nets/report/jobs/render/1.html")["Body"].read().decode()
+    assert page.count("data-task-id=") == 4 and "failed:" not in page
 
 
 def test_a_preempted_training_resumes_from_its_newest_checkpoint(tmp_path, ray_cluster, s3_endpoint, bucket):

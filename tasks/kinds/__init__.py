@@ -1,0 +1,1 @@
+"""One declaration module per task kind: its parameters and its ``Kind`` (torch-free)."""

@@ -1,0 +1,24 @@
+"""Gatys et al. 2016 style transfer: the content's features plus the style's Gram matrices."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..kind import Kind, param
+from ..params import GATYS_STYLE_LAYERS, LAYER, ContentStyleParams, OptimParams, layer_weights_param
+
+
+@dataclass
+class StyleParams(ContentStyleParams, OptimParams):
+    style_layers: list[str] = param(GATYS_STYLE_LAYERS, choices=LAYER, help="VGG19 layers of the style loss",
+                                    paper="conv1_1..conv5_1")
+    style_layer_weights: Optional[list[float]] = layer_weights_param()
+    style_weight: float = param(10.0, min=0, help="weight of the style loss (relative, see content_weight)")
+    style_weights: Optional[list[float]] = param(None, min=0, help="blend weights of several style images "
+                                                 "(neural-style -style_blend_weights); null: equal")
+    preserve_colors: bool = param(False, help="keep the content's colours, transfer luminance only "
+                                              "(Gatys et al. 2016b)")
+
+
+KIND = Kind("style", "Gatys style transfer", StyleParams, run="tasks.gatys:style", fanout="content",
+            shared=("style",))

@@ -1,0 +1,35 @@
+"""Ulyanov et al. 2016 (Texture Networks): train a multi-scale generator with the Gram loss."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..kind import Kind, Size, param
+from ..params import GATYS_TEXTURE_LAYERS, LAYER, layer_weights_param
+
+
+@dataclass
+class TextureNetParams:
+    size: Size = param(256, help="training image size (N or 'WxH'); generation works at any size later")
+    iterations: int = param(2000, min=1, help="Adam steps")
+    batch_size: int = param(8, min=1, help="images per step", paper="16")
+    lr: float = param(0.01, above=0, help="Adam learning rate", paper="0.1")
+    lr_decay: float = param(0.8, above=0, max=1, help="the learning rate is multiplied by this every "
+                                                      "lr_decay_every steps")
+    lr_decay_every: int = param(400, min=1, help="steps between learning-rate decays")
+    scales: int = param(5, min=1, max=8, help="noise scales", paper="K = 5 or 6")
+    channels: int = param(8, min=1, help="channels per scale, concatenated as the scales join", paper="8")
+    padding: str = param("circular", choices=("circular", "zeros", "reflect"), help="the generator's padding "
+                         "(circular: tileable textures)", paper="zeros")
+    norm: str = param("batch", choices=("batch", "instance"), help="normalization in the generator",
+                      paper="batch (2017: instance)")
+    layers: list[str] = param(GATYS_TEXTURE_LAYERS, choices=LAYER, help="VGG19 layers of the Gram loss")
+    layer_weights: Optional[list[float]] = layer_weights_param()
+    exemplar_scale: float = param(1.0, above=0, max=16, help="resize the exemplar first")
+    checkpoint_every: int = param(200, min=1, help="steps; a preempted training loses at most this many")
+    samples: int = param(4, min=0, max=64, help="images in the sample grid saved with each checkpoint")
+
+
+KIND = Kind("train_texture_net", "train a Texture Network generator (Ulyanov et al.) on an exemplar",
+            TextureNetParams, run="tasks.texture_nets:train_texture_net", fanout="inputs", checkpoints=True,
+            produces=(".png", ".safetensors"))

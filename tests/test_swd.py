@@ -1,0 +1,31 @@
+"""The sliced-Wasserstein kind: a texture method added through the kind contract alone."""
+
+import torch
+from PIL import Image
+
+from pipelines.cli import main
+from tasks.swd import SlicedWassersteinLoss
+from tests.conftest import DATA
+
+
+def test_the_loss_compares_distributions_not_positions():
+    torch.manual_seed(0)
+    features = {"a": torch.rand(1, 8, 12, 12), "b": torch.rand(1, 16, 6, 6)}
+    loss = SlicedWassersteinLoss(features, {"a": 0.5, "b": 0.5}, directions=None, seed=1)
+    shuffled = {name: f.flatten(2)[..., torch.randperm(f.shape[2] * f.shape[3])].reshape(f.shape)
+                for name, f in features.items()}
+    other = {name: torch.rand_like(f) * 2 for name, f in features.items()}
+    same, moved, different = (float(loss.per_image(f)[0]) for f in (features, shuffled, other))
+    assert same < 1e-10 and moved < 1e-10 and different > 0.1
+    bigger = {name: torch.nn.functional.interpolate(f, scale_factor=2.0) for name, f in features.items()}
+    assert float(loss.per_image(bigger)[0]) < 0.02  # another size, the same distribution: near zero
+
+
+def test_render_swd_lowers_the_loss(tmp_path, capsys):
+    out = tmp_path / "swd.png"
+    assert main(["render", "swd", str(DATA / "textures" / "pebbles.jpg"), "-o", str(out), "--size", "48",
+                 "--iterations", "30", "--weights", "random", "--layers", "relu1_1", "relu2_1", "relu3_1"]) == 0
+    assert Image.open(out).size == (48, 48)
+    printed = capsys.readouterr().out
+    start, end = (float(v) for v in printed.split("loss ")[1].split(" in ")[0].split(" -> "))
+    assert end < 0.5 * start, printed
