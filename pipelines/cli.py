@@ -1,5 +1,6 @@
 """The ``texfarm`` command line: render (one image, no Ray), validate, run, submit, status, logs,
-stop, catalog. Exit codes: 0 success, 1 some tasks failed, 2 bad manifest or usage."""
+stop, catalog, failures, report. Exit codes: 0 success, 1 some tasks failed, 2 bad manifest or usage,
+130 interrupted (Ctrl-C; the catalog of what finished is written)."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,7 @@ from typing import Optional, Sequence
 from .redact import redact
 from .storage import Storage, StorageConfig, StorageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _size(text: str):
@@ -21,6 +22,15 @@ def _size(text: str):
 
 # Positional names of input roles on the command line.
 ROLE_ARGS = {"inputs": "exemplar"}
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("texfarm")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _option_type(tp):
@@ -77,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     from tasks.registry import KINDS
 
     parser = argparse.ArgumentParser(prog="texfarm", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"texfarm {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     render = sub.add_parser("render", help="render one image directly, without Ray (debugging, quick looks)")
     kinds = render.add_subparsers(dest="kind", required=True)
@@ -86,8 +97,14 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="parse and expand a manifest without running anything")
     validate.add_argument("manifest")
+    only = dict(action="append", metavar="JOB", help="only this job (repeat for several; default: every job)")
+    validate.add_argument("--only", **only)
     run = sub.add_parser("run", help="run a manifest on Ray (a local instance when no address)")
     run.add_argument("manifest")
+    run.add_argument("--only", **only)
+    run.add_argument("--retry-failed", action="store_true",
+                     help="also run the tasks that failed before for a reason of their own (a bad input, "
+                          "divergence); a plain run retries only failures from outside the task (storage, workers)")
     run.add_argument("--address", help="a Ray (GCS) address, auto, ray://HEAD:10001; default: $RAY_ADDRESS, else a "
                                         "local Ray")
     dashboard = "the Ray dashboard, e.g. http://HEAD:8265 (default: $TEXFARM_DASHBOARD)"
@@ -109,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     cat = sub.add_parser("catalog", help="summarize a run's catalog")
     cat.add_argument("output", help="the manifest's output prefix or folder")
     cat.add_argument("--endpoint-url")
+    failures = sub.add_parser("failures", help="list a run's failed tasks: job, task id, inputs, seed, error")
+    failures.add_argument("output", help="the manifest's output prefix or folder")
+    failures.add_argument("--endpoint-url")
+    failures.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -168,15 +189,29 @@ def _load(path: str):
         return None
 
 
+def _unknown_jobs(manifest, only: Optional[list[str]]) -> bool:
+    """Say which --only names are not jobs of the manifest (exit 2 follows)."""
+    import difflib
+
+    jobs = manifest.job_counts()
+    unknown = [name for name in only or [] if name not in jobs]
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(jobs), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"its jobs: {', '.join(jobs)}"
+        print(f"error: --only {name}: {manifest.path} has no job {name!r}; {hint}", file=sys.stderr)
+    return bool(unknown)
+
+
 def _validate(args: argparse.Namespace) -> int:
     manifest = _load(args.manifest)
-    if manifest is None:
+    if manifest is None or _unknown_jobs(manifest, args.only):
         return EXIT_USAGE
     print(f"{manifest.path}: {manifest.name} -> {manifest.output} ({manifest.model['weights']} weights)")
     kinds = {task.job: task.kind for task in manifest.tasks}  # one pass, not one scan per job
-    for job, count in manifest.job_counts().items():
+    counts = {job: n for job, n in manifest.job_counts().items() if not args.only or job in args.only}
+    for job, count in counts.items():
         print(f"  {job:24} {kinds[job]:10} {count:6} tasks")
-    print(f"  {'total':35} {len(manifest.tasks):6} tasks")
+    print(f"  {'total':35} {sum(counts.values()):6} tasks")
     return EXIT_OK
 
 
@@ -185,12 +220,13 @@ def _run(args: argparse.Namespace) -> int:
     from .run import run_manifest
 
     manifest = _load(args.manifest)
-    if manifest is None:
+    if manifest is None or _unknown_jobs(manifest, args.only):
         return EXIT_USAGE
     from .run import WorkerStartError
 
     try:
-        summary = run_manifest(manifest, address=args.address or manifest.cluster.get("address"))
+        summary = run_manifest(manifest, address=args.address or manifest.cluster.get("address"),
+                               retry_failed=args.retry_failed, only=args.only)
     except WorkerStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -207,6 +243,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(summary.failed)} task(s) failed:", file=sys.stderr)
         for record in summary.failed:
             print(f"  {record['job']}/{record['task_id']}: {record['error']}", file=sys.stderr)
+    if summary.failed_before:
+        print(f"{len(summary.failed_before)} task(s) failed in an earlier run and were not run again: "
+              f"`texfarm failures {manifest.output}` lists them; `texfarm run --retry-failed {args.manifest}` "
+              "runs them again", file=sys.stderr)
     return summary.exit_code
 
 
@@ -266,6 +306,31 @@ def _catalog(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _failures(args: argparse.Namespace) -> int:
+    import json
+
+    from . import catalog
+
+    output = args.output.rstrip("/")
+    rows = catalog.read_rows(Storage(StorageConfig(endpoint_url=args.endpoint_url)), output)
+    if not rows:
+        print(f"error: no catalog at {catalog.catalog_uri(output)}", file=sys.stderr)
+        return EXIT_USAGE
+    failed = [r for r in rows if r["status"] != "done"]
+    for r in failed:
+        item = {"job": r["job"], "task_id": r["task_id"], "inputs": json.loads(r["inputs"] or "{}"),
+                "seed": r["seed"], "error": r["error"]}
+        if args.json:
+            print(json.dumps(item, sort_keys=True))
+        else:
+            inputs = " ".join(uri for uris in item["inputs"].values() for uri in uris)
+            print(f"{r['job']}/{r['task_id']} seed {r['seed']} {inputs}\n    {r['error']}")
+    if not args.json:
+        print(f"{len(failed)} of {len(rows)} tasks failed" + (": `texfarm run --retry-failed MANIFEST` runs them "
+                                                             "again" if failed else ""))
+    return EXIT_OK
+
+
 def _report(args: argparse.Namespace) -> int:
     from .report import build_report
 
@@ -276,7 +341,7 @@ def _report(args: argparse.Namespace) -> int:
 
 COMMANDS = {"render": _render, "validate": _validate, "run": _run, "submit": _submit, "status": _job_command,
             "logs": _job_command, "stop": _job_command, "catalog": _catalog,
-            "report": _report}
+            "report": _report, "failures": _failures}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -288,6 +353,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if not isinstance(exc, _expected_errors()):
             raise

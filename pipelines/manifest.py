@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tasks.kind import Kind, check_param, param_info
-from tasks.model import LAYERS, weights_id
+from tasks.model import LAYERS, ModelSettings
 from tasks.params import parse_size
 from tasks.registry import KINDS
 
@@ -87,11 +87,11 @@ class Manifest:
     limits: dict
     jobs: list[dict]
     tasks: list[TaskSpec] = field(default_factory=list)
+    weights_id: str = ""  # of the weights as the manifest names them (a relative file stays relative): in task ids
 
     @property
-    def weights_id(self) -> str:
-        model = self.model
-        return weights_id(model["weights"], model["seed"], model["pooling"], model["precision"])
+    def settings(self) -> ModelSettings:
+        return ModelSettings(**self.model)
 
     def job_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -464,7 +464,7 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
         if missing:
             v.add(("model", "weights"), f"{weights} {missing}; stage the VGG19 state dict there, "
                                         "or use `imagenet` or `random`")
-    wid = weights_id(v.portable(weights), model["seed"], model["pooling"], model["precision"])
+    wid = ModelSettings(**{**model, "weights": v.portable(weights)}).weights_id
     seen: dict[str, int] = {}
     # Jobs that use another job's generators expand after every other job.
     uses_trainer = [_uses_trainer(job) for job in jobs]
@@ -477,4 +477,4 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     tasks = [t for i in range(len(jobs)) for t in by_job[i]]
     if v.problems:
         raise ManifestError(filename, v.problems)
-    return Manifest(filename, name, output, dict(storage_cfg), dict(cluster), model, dict(limits), jobs, tasks)
+    return Manifest(filename, name, output, dict(storage_cfg), dict(cluster), model, dict(limits), jobs, tasks, wid)

@@ -48,9 +48,13 @@ def base_record(spec: dict[str, Any], manifest_name: str, weights_id: str) -> di
 
 
 def failed_record(spec: dict[str, Any], manifest_name: str, weights_id: str, error: str,
-                  attempts: int = 1, device: str | None = None) -> dict[str, Any]:
+                  attempts: int = 1, device: str | None = None, retryable: bool = True) -> dict[str, Any]:
+    """``retryable``: the failure came from outside the task (storage, workers that could not run it),
+    so a plain re-run tries again; False for the task's own failures (a bad input, divergence, a task
+    that kills its workers), which only `run --retry-failed` runs again."""
     record = base_record(spec, manifest_name, weights_id)
-    record.update(status="failed", error=redact(error), attempts=attempts, device=device, finished_at=now())
+    record.update(status="failed", error=redact(error), attempts=attempts, device=device, finished_at=now(),
+                  retryable=retryable)
     return record
 
 

@@ -15,37 +15,39 @@ from tasks.device import describe, free_memory, is_out_of_memory, pick_device, s
 from tasks.imageio import DEFAULT_MAX_PIXELS, decode_image, encode_png
 from tasks.kind import build_params
 from tasks.registry import get_kind
-from tasks.vgg import VGGFeatures, weights_id
+from tasks.model import ModelSettings
+from tasks.vgg import VGGFeatures
 
 from . import records
 from .redact import redact
 from .checkpoints import StorageCheckpoints
-from .storage import Storage, StorageConfig
+from .storage import Storage, StorageConfig, StorageError
 from .weights import local_weights
 
 INPUT_CACHE_BYTES = 1 << 30  # decoded exemplars and generator files kept per actor (LRU)
 
 
 class Renderer:
-    def __init__(self, model: dict, storage: Optional[dict] = None, manifest_name: str = "",
-                 device: Optional[str] = None, threads: Optional[int] = None,
-                 max_input_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, *, model: dict, weights_id: Optional[str] = None, storage: Optional[dict] = None,
+                 manifest_name: str = "", device: Optional[str] = None, threads: Optional[int] = None,
+                 max_input_pixels: Optional[int] = None) -> None:
+        """``model``: the manifest's `model:` section (ModelSettings' fields); ``weights_id``: the id the
+        driver put in the task ids (default: the settings' own)."""
         set_threads(threads)
         self.storage = Storage(StorageConfig.from_dict(storage))
         self.device = pick_device(device)
         self.manifest_name = manifest_name
-        self.max_input_pixels = max_input_pixels
+        self.max_input_pixels = max_input_pixels or DEFAULT_MAX_PIXELS
         self.input_cache: OrderedDict[str, Any] = OrderedDict()  # URI -> decoded image or raw bytes
         self.cache_bytes: dict[str, int] = {}
         self.compute_lock = threading.Lock()  # one task computes at a time; I/O of another may overlap
         self.cache_lock = threading.Lock()
-        weights = local_weights(model.get("weights", "imagenet"), self.storage)
-        self.vgg = VGGFeatures(weights, model.get("pooling", "avg"), model.get("seed", 0), "relu5_4", self.device,
-                               model.get("precision", "fp32"), model.get("channels_last", False),
-                               model.get("compile", False))
+        settings = ModelSettings(**model)
+        weights = local_weights(settings.weights, self.storage)
+        self.vgg = VGGFeatures(weights, settings.pooling, settings.seed, "relu5_4", self.device, settings.precision,
+                               settings.channels_last, settings.compile)
         # The id is of the weights as named in the manifest (a URI), not of the local cache path.
-        self.weights_id = weights_id(model.get("weights", "imagenet"), model.get("seed", 0), model.get("pooling", "avg"),
-                                     model.get("precision", "fp32"))
+        self.weights_id = weights_id or settings.weights_id
 
     def ready(self) -> dict[str, Any]:
         """Answered once the model is loaded: the device, and the Ray node this actor runs on."""
@@ -131,8 +133,9 @@ class Renderer:
             if is_out_of_memory(exc):
                 error = (f"out of memory on {describe(self.device)}; lower `size` (or `chunk` for mrf), or give "
                          f"each worker more memory (a whole GPU: cluster.gpus_per_worker: 1). {error[:300]}")
-            for record in recs:
-                record.update(status="failed", error=error, traceback=redact(traceback.format_exc(limit=6)))
+            for record in recs:  # storage trouble may pass; the task's own errors would happen again
+                record.update(status="failed", error=error, traceback=redact(traceback.format_exc(limit=6)),
+                              retryable=isinstance(exc, StorageError))
         for spec, record in zip(specs, recs):
             record.update(wall_seconds=round(time.perf_counter() - clock, 4), finished_at=records.now())
             self._write_record(spec, record)
@@ -170,7 +173,7 @@ class Renderer:
             if not self.storage.write_new(prefix + records.RECORD_SUFFIX, records.dumps(record)):
                 record.update(duplicate=True)  # another attempt finished first; its record stands
         except Exception as exc:
-            record.update(status="failed", error=redact(f"could not write the record: {exc}"))
+            record.update(status="failed", error=redact(f"could not write the record: {exc}"), retryable=True)
             return
         if spec.get("clear_failed"):  # a failed record from an earlier run; the done record wins anyway
             try:

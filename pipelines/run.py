@@ -8,7 +8,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Optional, Sequence, TextIO
 
 from tasks.registry import get_kind
 
@@ -39,10 +39,14 @@ class RunSummary:
     startup_seconds: float = 0.0  # Ray start and actors loading the model
     execute_seconds: float = 0.0  # first dispatch to last result
     node_losses: int = 0  # task attempts lost to a node that went away (not charged to the task)
+    failed_before: list[dict[str, Any]] = field(default_factory=list)  # not re-run: their own failures
+    interrupted: bool = False  # Ctrl-C: the catalog has what finished; exit code 130
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        if self.interrupted:
+            return 130  # the shell's code for SIGINT
+        return 1 if self.failed or self.failed_before else 0
 
 
 class Progress:
@@ -128,26 +132,51 @@ def run_manifest(
     address: Optional[str] = None,
     stream: Optional[TextIO] = sys.stderr,
     on_dispatch: Optional[Callable[[TaskSpec, Any], None]] = None,
+    retry_failed: bool = False,
+    only: Optional[Sequence[str]] = None,
 ) -> RunSummary:
-    """Execute every unfinished task of ``manifest``; return what happened."""
+    """Execute every unfinished task of ``manifest`` (of the jobs in ``only``, when given); return what
+    happened. Tasks that failed before for a reason of their own are not run again unless ``retry_failed``."""
     storage = Storage(StorageConfig.from_dict(manifest.storage))
     done_before, failed_before = _listed_ids(storage, manifest)
-    todo = [task for task in manifest.tasks if task.task_id not in done_before]
+    selected = [task for task in manifest.tasks if not only or task.job in only]
+    own_failures = {} if retry_failed else _own_failures(storage, selected, failed_before - done_before)
+    todo = [task for task in selected if task.task_id not in done_before and task.task_id not in own_failures]
     for task in todo:
         task.clear_failed = task.task_id in failed_before
-    summary = RunSummary(total=len(manifest.tasks), skipped=len(manifest.tasks) - len(todo))
+    summary = RunSummary(total=len(selected), skipped=len(selected) - len(todo) - len(own_failures),
+                         failed_before=list(own_failures.values()))
     if stream:
         stream.write(f"[texfarm] {manifest.name}: {summary.total} tasks, {summary.skipped} already done, "
                      f"{len(todo)} to run\n")
+        if own_failures:
+            stream.write(f"[texfarm] {len(own_failures)} task(s) failed before for a reason of their own (a bad "
+                         f"input, divergence, ...) and are not run again: `texfarm failures {manifest.output}` "
+                         "lists them, `texfarm run --retry-failed` runs them again\n")
     new_records: dict[str, dict] = {}
     if todo:
         new_records = _execute(manifest, todo, done_before, address, storage, stream, on_dispatch, summary)
         summary.executed = len(todo)
     summary.records = list(new_records.values())
     summary.failed = [r for r in summary.records if r["status"] != "done"]
-    summary.catalog_written = _write_catalog(storage, manifest, new_records, done_before)
+    summary.catalog_written = _write_catalog(storage, manifest, {**own_failures, **new_records}, done_before)
     summary.catalog_uri = catalog.catalog_uri(manifest.output)
     return summary
+
+
+def _own_failures(storage: Storage, tasks: list[TaskSpec], failed_ids: set[str]) -> dict[str, dict]:
+    """Failed records (by task id) of ``tasks`` whose failure was the task's own (not retryable). One
+    GET per failed task; a record from before the flag existed counts as retryable."""
+    candidates = [task for task in tasks if task.task_id in failed_ids]
+    out = {}
+    for task, blob in zip(candidates, storage.read_many(t.output_prefix + records.FAILED_SUFFIX for t in candidates)):
+        try:
+            record = json.loads(blob)
+        except ValueError:
+            continue
+        if record.get("retryable") is False:
+            out[task.task_id] = record
+    return out
 
 
 def _batch_key(task: TaskSpec) -> str:
@@ -230,8 +259,9 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     batch_size = int(cluster.get("batch_size", 1))
     threads = max(1, int(plan.options["num_cpus"])) if not plan.options["num_gpus"] else None
     max_pixels = manifest.limits.get("max_input_pixels")
-    pool = ActorPool(ray, lambda: actor_cls.remote(manifest.model, manifest.storage, manifest.name, None, threads,
-                                                   *([max_pixels] if max_pixels else [])),
+    pool = ActorPool(ray, lambda: actor_cls.remote(model=manifest.model, weights_id=manifest.weights_id,
+                                                   storage=manifest.storage, manifest_name=manifest.name,
+                                                   threads=threads, max_input_pixels=max_pixels),
                      plan.workers, depth, float(cluster.get("restart_timeout", RESTART_TIMEOUT)))
 
     queue = _TaskQueue(todo, done_before)
@@ -249,9 +279,9 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
             finish(blocked, fail(blocked, f"not run: it needs the output of task {task.task_id} ({task.job}), "
                                           "which failed"))
 
-    def fail(task: TaskSpec, error: str) -> dict:
+    def fail(task: TaskSpec, error: str, retryable: bool = True) -> dict:
         record = records.failed_record(task.to_dict(), manifest.name, manifest.weights_id, error,
-                                       attempts=attempts.get(task.task_id, 0))
+                                       attempts=attempts.get(task.task_id, 0), retryable=retryable)
         storage.write(task.output_prefix + records.FAILED_SUFFIX, records.dumps(record))
         return record
 
@@ -289,71 +319,77 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
             else:
                 finish(task, fail(task, f"the worker died {attempts[task.task_id]} times running this task "
                                         f"(last: {type(exc).__name__}); giving up after "
-                                        f"cluster.max_retries={max_retries}"))
+                                        f"cluster.max_retries={max_retries}", retryable=False))
 
-    while queue or pool.running() or held:
-        judge_held()
-        if not pool.ever_ready:
-            if pool.init_errors:  # the constructor raised (e.g. weights unavailable): the same for every actor
-                pool.kill_all()
-                raise WorkerStartError(f"the render workers could not start: {pool.init_errors[-1]}")
-            if pool.starting_for() > start_timeout:
-                pool.kill_all()
-                raise WorkerStartError(_unplaced_message(ray, plan, pool.starting_for()))
-        elif not warned_unplaced and pool.count(STARTING) and pool.starting_for() > start_timeout:
-            warned_unplaced = True
-            if stream:
-                stream.write(f"\n[texfarm] {pool.count(STARTING)} of {plan.workers} workers are not placed after "
-                             f"{pool.starting_for():.0f} s (each asks {plan.describe()}); going on with the others\n")
-        while queue.ready and pool.has_slot():
-            batch = queue.take_batch(batch_size)
-            for task in batch:
-                attempts[task.task_id] = attempts.get(task.task_id, 0) + 1
-            actor = pool.submit(batch, max(attempts[task.task_id] for task in batch))
-            for task in batch:
-                if on_dispatch:
-                    on_dispatch(task, actor)
-        if not pool.alive:
-            error = "not run: every render worker died and could not be restarted (see the Ray logs)"
-            queue.ready.extend(task for task, _, _ in held)
-            held.clear()
-            while queue.ready:
-                task = queue.ready.popleft()
-                finish(task, fail(task, error))
-            for task in queue.drain_waiting():
-                finish(task, fail(task, error))
-            continue
-        if not queue.ready and not pool.running() and not held:
-            for task in queue.drain_waiting():  # waiting on tasks that will never run here
-                finish(task, fail(task, f"not run: it waits for tasks {task.depends_on} that are not part of this run"))
-            continue
-        if summary.startup_seconds == 0.0 and pool.ever_ready:
-            summary.startup_seconds = time.perf_counter() - started
-        progress.running = pool.running()
-        progress.show()
-        for ref in pool.wait(timeout=1.0):
-            index, batch = pool.take(ref)
-            try:
-                answer = ray.get(ref)
-            except RayError as exc:
-                if not batch:
-                    pool.probe_failed(index, exc)
-                    continue
-                death = pool.died(index, ref, exc)
-                for task in batch:
-                    requeue(task, death, exc)
-                continue
-            if not batch:
-                pool.probe_answered(index, answer)
+    try:
+        while queue or pool.running() or held:
+            judge_held()
+            if not pool.ever_ready:
+                if pool.init_errors:  # the constructor raised (e.g. weights unavailable): the same for every actor
+                    pool.kill_all()
+                    raise WorkerStartError(f"the render workers could not start: {pool.init_errors[-1]}")
+                if pool.starting_for() > start_timeout:
+                    pool.kill_all()
+                    raise WorkerStartError(_unplaced_message(ray, plan, pool.starting_for()))
+            elif not warned_unplaced and pool.count(STARTING) and pool.starting_for() > start_timeout:
+                warned_unplaced = True
                 if stream:
-                    stream.write(f"\n[texfarm] worker {index + 1} ready on {answer['device']}"
-                                 f"{' (node ' + answer['node'][:8] + ')' if answer.get('node') else ''}: "
-                                 f"{pool.count(READY)} of {plan.workers} up\n")
+                    stream.write(f"\n[texfarm] {pool.count(STARTING)} of {plan.workers} workers are not placed after "
+                                 f"{pool.starting_for():.0f} s (each asks {plan.describe()}); going on with the others\n")
+            while queue.ready and pool.has_slot():
+                batch = queue.take_batch(batch_size)
+                for task in batch:
+                    attempts[task.task_id] = attempts.get(task.task_id, 0) + 1
+                actor = pool.submit(batch, max(attempts[task.task_id] for task in batch))
+                for task in batch:
+                    if on_dispatch:
+                        on_dispatch(task, actor)
+            if not pool.alive:
+                error = "not run: every render worker died and could not be restarted (see the Ray logs)"
+                queue.ready.extend(task for task, _, _ in held)
+                held.clear()
+                while queue.ready:
+                    task = queue.ready.popleft()
+                    finish(task, fail(task, error))
+                for task in queue.drain_waiting():
+                    finish(task, fail(task, error))
                 continue
-            pool.answered(index, ref, batch)
-            for task, record in zip(batch, answer):
-                pool.seen(record.get("node"))
-                finish(task, record)
+            if not queue.ready and not pool.running() and not held:
+                for task in queue.drain_waiting():  # waiting on tasks that will never run here
+                    finish(task, fail(task, f"not run: it waits for tasks {task.depends_on} that are not part of this run"))
+                continue
+            if summary.startup_seconds == 0.0 and pool.ever_ready:
+                summary.startup_seconds = time.perf_counter() - started
+            progress.running = pool.running()
+            progress.show()
+            for ref in pool.wait(timeout=1.0):
+                index, batch = pool.take(ref)
+                try:
+                    answer = ray.get(ref)
+                except RayError as exc:
+                    if not batch:
+                        pool.probe_failed(index, exc)
+                        continue
+                    death = pool.died(index, ref, exc)
+                    for task in batch:
+                        requeue(task, death, exc)
+                    continue
+                if not batch:
+                    pool.probe_answered(index, answer)
+                    if stream:
+                        stream.write(f"\n[texfarm] worker {index + 1} ready on {answer['device']}"
+                                     f"{' (node ' + answer['node'][:8] + ')' if answer.get('node') else ''}: "
+                                     f"{pool.count(READY)} of {plan.workers} up\n")
+                    continue
+                pool.answered(index, ref, batch)
+                for task, record in zip(batch, answer):
+                    pool.seen(record.get("node"))
+                    finish(task, record)
+    except KeyboardInterrupt:  # Ctrl-C: abandon what runs (a task without its record is not done)
+        summary.interrupted = True
+        if stream:
+            stream.write("\n[texfarm] interrupted: the running tasks are abandoned; writing the catalog of what "
+                         "finished (run again to go on)\n")
     summary.execute_seconds = time.perf_counter() - started - summary.startup_seconds
     summary.node_losses = sum(lost_nodes.values())
     progress.running = 0

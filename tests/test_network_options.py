@@ -18,7 +18,7 @@ def _render(tmp_path, name: str, model_line: str, seed: int = 0) -> tuple[np.nda
                     f"  - {{name: t, kind: texture, inputs: {DATA / 'textures' / 'pebbles.jpg'},"
                     f" seeds: [{seed}], params: {{size: 32, iterations: 3}}}}\n")
     manifest = parse_manifest(str(path))
-    renderer = Renderer(manifest.model, threads=1)
+    renderer = Renderer(model=manifest.model, threads=1)
     record = renderer.render(manifest.tasks[0].to_dict())
     assert record["status"] == "done", record.get("error")
     with open(record["output_uri"], "rb") as f:

@@ -124,7 +124,7 @@ def test_an_exemplar_is_read_once_per_actor_not_once_per_task(tmp_path, s3_endpo
     name, client = bucket
     _upload_exemplars(client, name)
     with FlakyProxy(s3_endpoint) as proxy:
-        renderer = Renderer({"weights": "random"}, {"endpoint_url": proxy.url})
+        renderer = Renderer(model={"weights": "random"}, storage={"endpoint_url": proxy.url})
         for seed in range(4):
             spec = {"task_id": f"t{seed}", "job": "j", "kind": "texture", "seed": seed,
                     "inputs": {"inputs": [f"s3://{name}/exemplars/pebbles.jpg"]},

@@ -74,18 +74,20 @@ def run_chaos(tmp: Path, endpoint: str, bucket, tasks: int = 40, kill_every: flo
         thread.start()
         try:
             driver = start_driver(manifest, cluster.address, tmp / "driver1.log")
-            wait_for(lambda: done_keys() >= tasks // 4 or driver.poll() is not None, 300, "a quarter of the tasks")
+            # A worker killed every 10 s on a 2-core machine leaves about one task in 5 s: scale the waits.
+            patience = max(300, 5 * tasks)
+            wait_for(lambda: done_keys() >= tasks // 4 or driver.poll() is not None, patience, "a quarter of the tasks")
             proxy.mode = "down:"  # every request refused (503) for a while
             time.sleep(outage_seconds)
             proxy.mode = "ok"
-            wait_for(lambda: done_keys() >= tasks // 2 or driver.poll() is not None, 300, "half of the tasks")
+            wait_for(lambda: done_keys() >= tasks // 2 or driver.poll() is not None, patience, "half of the tasks")
             driver_kills = 0
             if driver.poll() is None:
                 os.killpg(driver.pid, signal.SIGKILL)  # the driver's machine goes away
                 driver.wait()
                 driver_kills = 1
             rerun = start_driver(manifest, cluster.address, tmp / "driver2.log")
-            finish_driver(rerun, tmp / "driver2.log", timeout=600)
+            finish_driver(rerun, tmp / "driver2.log", timeout=2 * patience)
         finally:
             stop.set()
             thread.join()

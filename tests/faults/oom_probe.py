@@ -20,7 +20,7 @@ def vm_bytes() -> int:
 
 def main(data_dir: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    renderer = Renderer({"weights": "random"}, threads=1)
+    renderer = Renderer(model={"weights": "random"}, threads=1)
     generator = torch.Generator().manual_seed(0)
     query = torch.randn(20000, 8, generator=generator)
     exemplar = torch.randn(40000, 8, generator=generator)

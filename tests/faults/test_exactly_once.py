@@ -31,7 +31,7 @@ def _spec(tmp_path, clear_failed: bool) -> dict:
 
 
 def test_a_failed_cleanup_after_a_success_is_not_a_failure(tmp_path):
-    renderer = Renderer({"weights": "random"})
+    renderer = Renderer(model={"weights": "random"})
 
     def delete(uri):
         raise OSError("storage hiccup on DELETE")
@@ -45,7 +45,7 @@ def test_a_failed_cleanup_after_a_success_is_not_a_failure(tmp_path):
 
 
 def test_a_success_deletes_nothing_when_no_failed_record_was_listed(tmp_path):
-    renderer = Renderer({"weights": "random"})
+    renderer = Renderer(model={"weights": "random"})
     deletes = []
     renderer.storage.delete = deletes.append
     assert renderer.render(_spec(tmp_path, clear_failed=False))["status"] == "done"

@@ -73,7 +73,7 @@ def test_every_output_key_stays_under_the_output(tmp_path):
 def test_a_named_non_image_file_fails_without_leaking_its_content(tmp_path):
     secret_file = tmp_path / "notes.png"
     secret_file.write_text("password=hunter2\n")
-    renderer = Renderer({"weights": "random"}, threads=1)
+    renderer = Renderer(model={"weights": "random"}, threads=1)
     spec = {"task_id": "t1", "job": "j", "kind": "texture", "seed": 0,
             "inputs": {"inputs": [str(secret_file)]}, "params": {"size": 32, "iterations": 1},
             "output_prefix": str(tmp_path / "out" / "j" / "t1")}
@@ -84,7 +84,7 @@ def test_a_named_non_image_file_fails_without_leaking_its_content(tmp_path):
 
 
 def test_renderer_keeps_working_after_a_failed_task(tmp_path):
-    renderer = Renderer({"weights": "random"}, threads=1)
+    renderer = Renderer(model={"weights": "random"}, threads=1)
     base = {"job": "j", "kind": "texture", "seed": 0, "params": {"size": 32, "iterations": 1}}
     bad = renderer.render({**base, "task_id": "bad", "inputs": {"inputs": [str(tmp_path / "missing.png")]},
                            "output_prefix": str(tmp_path / "j" / "bad")})

@@ -1,0 +1,92 @@
+"""The day-to-day around a run: failures that are not re-run by accident, --retry-failed, --only,
+the failures listing, and Ctrl-C."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.cli import main
+from pipelines.manifest import parse_manifest
+from pipelines.run import run_manifest
+from tests.conftest import DATA, REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _manifest(tmp_path, seeds=1, iterations=2):
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    path = tmp_path / "run.yaml"
+    path.write_text(f"""\
+name: workflow
+output: out
+model: {{weights: random}}
+cluster: {{workers: 1}}
+jobs:
+  - name: good
+    kind: texture
+    inputs: {DATA / 'textures' / 'pebbles.jpg'}
+    seeds: {seeds}
+    params: {{size: 32, iterations: {iterations}}}
+  - name: bad
+    kind: texture
+    inputs: broken.png
+    params: {{size: 32, iterations: 2}}
+""")
+    return path
+
+
+def test_a_task_that_failed_on_its_own_is_listed_and_only_retried_when_asked(tmp_path, ray_cluster, capsys):
+    path = _manifest(tmp_path)
+    first = run_manifest(parse_manifest(str(path)), stream=None)
+    assert first.exit_code == 1 and [r["job"] for r in first.failed] == ["bad"]
+    assert first.failed[0]["retryable"] is False  # a bad input fails the same way every time
+
+    again = run_manifest(parse_manifest(str(path)), stream=None)  # a plain re-run leaves it alone
+    assert (again.executed, again.exit_code, len(again.failed_before)) == (0, 1, 1)
+    rows = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
+    assert sorted((r["job"], r["status"]) for r in rows) == [("bad", "failed"), ("good", "done")]
+
+    assert main(["failures", str(tmp_path / "out"), "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(listed) == 1 and listed[0]["job"] == "bad" and "not a readable image" in listed[0]["error"]
+    assert listed[0]["inputs"]["inputs"][0].endswith("broken.png") and listed[0]["seed"] == 0
+
+    retried = run_manifest(parse_manifest(str(path)), stream=None, retry_failed=True)
+    assert retried.executed == 1 and [r["job"] for r in retried.failed] == ["bad"]
+
+
+def test_only_runs_the_named_jobs(tmp_path, ray_cluster, capsys):
+    path = _manifest(tmp_path, seeds=2)
+    assert main(["validate", str(path), "--only", "good"]) == 0
+    assert "total" in capsys.readouterr().out
+    assert main(["validate", str(path), "--only", "godo"]) == 2
+    assert "has no job 'godo'; did you mean 'good'?" in capsys.readouterr().err
+    summary = run_manifest(parse_manifest(str(path)), stream=None, only=["good"])
+    assert (summary.total, summary.executed, summary.failed) == (2, 2, [])
+    assert not list((tmp_path / "out").glob("bad/*"))
+
+
+def test_ctrl_c_stops_cleanly_with_the_catalog_of_what_finished(tmp_path):
+    path = _manifest(tmp_path, seeds=30, iterations=60)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(path), "--only", "good"], cwd=REPO,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job_dir = tmp_path / "out" / "good"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(job_dir.glob("*.json")) and driver.poll() is None:
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C reaches the foreground process
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "interrupted" in err
+    done = {p.stem for p in job_dir.glob("*.json")}
+    rows = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
+    cataloged = {r["task_id"] for r in rows}
+    # Every cataloged task is done; a task in flight at Ctrl-C may land its record after the catalog.
+    assert 1 <= len(done) < 30 and cataloged <= done and len(done - cataloged) <= 1
+    assert {p.stem for p in job_dir.glob("*.png")} >= done
