@@ -201,10 +201,12 @@ def _check_params(v: _Validator, kind: Kind, params: dict, path: tuple, max_size
     return checked
 
 
-def _expand_inputs(v: _Validator, storage: Storage, value: Any, path: tuple) -> list[str]:
+def _expand_inputs(v: _Validator, storage: Optional[Storage], value: Any, path: tuple) -> list[str]:
     patterns = value if isinstance(value, list) else [value]
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
         v.add(path, "must be a URI, a glob, a folder/prefix ending in '/', or a list of them")
+        return []
+    if storage is None:  # the storage section itself has problems: inputs cannot be looked up
         return []
     uris: list[str] = []
     for i, pattern in enumerate(patterns):
@@ -449,14 +451,19 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
             v.add(("output",), "'.' and '..' are not allowed in an s3:// output (keys are literal); write the "
                                "prefix out")
         v.output = output
+    # With a broken top-level section the jobs are still checked (kinds, params, seeds, sweeps), only
+    # not against storage, so one `validate` shows every problem of the file.
     if v.problems:
-        raise ManifestError(filename, v.problems)
-    storage = storage or Storage(StorageConfig.from_dict(storage_cfg))
-    problem = storage.writable_problem(output)
-    if problem:
-        v.add(("output",), problem + "; choose another output or fix its permissions")
+        storage = None
+    else:
+        storage = storage or Storage(StorageConfig.from_dict(storage_cfg))
+        problem = storage.writable_problem(output)
+        if problem:
+            v.add(("output",), problem if storage.unreachable else problem + "; choose another output or fix its permissions")
+        if storage.unreachable:  # every input check would wait on the same dead endpoint: report it once
+            raise ManifestError(filename, v.problems)
     weights = model["weights"]
-    if weights not in ("imagenet", "random"):
+    if storage is not None and weights not in ("imagenet", "random"):
         try:
             missing = "" if storage.exists(weights) else "does not exist"
         except StorageError as exc:

@@ -39,7 +39,8 @@ class StorageConfig:
 
     @property
     def effective_endpoint(self) -> Optional[str]:
-        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+        """The manifest's endpoint, else the AWS SDKs' order: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL."""
+        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
 def is_s3(uri: str) -> bool:
@@ -70,20 +71,48 @@ def _stays_inside(path: str, root: str) -> bool:
     return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
 
 
-def make_s3_client(config: StorageConfig):
+# Content-Type of what texfarm uploads, so a report or image opened from S3 (or a presigned link) displays.
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+                 ".json": "application/json", ".html": "text/html; charset=utf-8",
+                 ".parquet": "application/vnd.apache.parquet", ".tar": "application/x-tar",
+                 ".safetensors": "application/octet-stream"}
+
+
+def content_type(uri: str) -> str:
+    return CONTENT_TYPES.get(os.path.splitext(uri)[1].lower(), "application/octet-stream")
+
+
+def make_s3_client(config: StorageConfig, quick: bool = False):
+    """A boto3 S3 client. Region: the manifest's, else the standard chain (AWS_REGION, AWS_DEFAULT_REGION,
+    the profile), else us-east-1. ``quick``: two attempts with short timeouts, for the checks before a
+    run, so an unreachable endpoint is reported in seconds rather than after a minute of retries."""
     import boto3
     from botocore.config import Config
 
     endpoint = config.effective_endpoint
-    options = dict(retries={"mode": "standard", "max_attempts": config.max_attempts},
-                   max_pool_connections=max(10, config.max_concurrency))
+    attempts = 2 if quick else config.max_attempts
+    options = dict(retries={"mode": "standard", "max_attempts": attempts},
+                   max_pool_connections=max(10, config.max_concurrency),
+                   connect_timeout=3 if quick else 10, read_timeout=10 if quick else 60)
     if endpoint and "amazonaws.com" not in endpoint:
         # Newer botocore adds CRC checksums that several S3-compatible servers reject.
         options.update(request_checksum_calculation="when_required", response_checksum_validation="when_required")
-    return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, region_name=config.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=Config(**options),
-    )
+    session = boto3.session.Session()
+    region = config.region or os.environ.get("AWS_REGION") or session.region_name or "us-east-1"
+    return session.client("s3", endpoint_url=endpoint, region_name=region, config=Config(**options))
+
+
+def _reach_problem(exc: Exception, config: StorageConfig) -> Optional[str]:
+    """A one-line cause for the errors that are about the connection or the credentials, not the object."""
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return ("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run "
+                "where an instance role applies")
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+        endpoint = redact(config.effective_endpoint or "AWS S3")
+        return f"cannot reach the storage endpoint {endpoint}: check storage.endpoint_url and that it is up"
+    return None
 
 
 def _describe(exc: Exception) -> str:
@@ -95,6 +124,8 @@ class Storage:
     def __init__(self, config: StorageConfig | None = None) -> None:
         self.config = config or StorageConfig()
         self._client = None
+        self._quick = None
+        self.unreachable: Optional[str] = None  # set by a check that could not reach the endpoint at all
 
     @property
     def s3(self):
@@ -123,7 +154,8 @@ class Storage:
         try:
             if is_s3(uri):
                 bucket, key = split_s3(uri)
-                self.s3.upload_fileobj(io.BytesIO(data), bucket, key, Config=self._transfer_config())
+                self.s3.upload_fileobj(io.BytesIO(data), bucket, key, Config=self._transfer_config(),
+                                       ExtraArgs={"ContentType": content_type(key)})
                 return
             path = local_path(uri)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +175,8 @@ class Storage:
 
                 bucket, key = split_s3(uri)
                 try:
-                    self.s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+                    self.s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*",
+                                       ContentType=content_type(key))
                 except ClientError as exc:
                     code = exc.response.get("Error", {}).get("Code")
                     if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
@@ -198,9 +231,15 @@ class Storage:
         """Why ``uri`` cannot take outputs, or None; checks without writing anything."""
         if is_s3(uri):
             bucket, _ = split_s3(uri)
+            if self._quick is None:
+                self._quick = make_s3_client(self.config, quick=True)
             try:
-                self.s3.head_bucket(Bucket=bucket)
+                self._quick.head_bucket(Bucket=bucket)
             except Exception as exc:
+                reach = _reach_problem(exc, self.config)
+                if reach:
+                    self.unreachable = reach
+                    return f"cannot write under {uri}: {reach}"
                 return f"cannot write under {uri}: bucket {bucket!r} is not reachable ({_describe(exc)})"
             return None
         path = local_path(uri)

@@ -107,3 +107,14 @@ def test_shipped_manifests_validate():
     for path in sorted((REPO / "manifests").glob("*.yaml")):
         if "s3://" not in path.read_text():
             assert parse_manifest(str(path)).tasks, path
+
+
+@pytest.mark.parametrize("top", ["cluster: {workers: -1}", "storage: {max_attempts: lots}", "model: {weights: 3}",
+                                 "limits: {max_tasks: 0}", "bogus: 1"])
+def test_a_broken_top_level_section_does_not_hide_the_jobs_problems(tmp_path, top):
+    text = GOOD.replace("model: {weights: random}\n", f"model: {{weights: random}}\n{top}\n") \
+        if not top.startswith("model") else GOOD.replace("model: {weights: random}", top)
+    problems = _problems(tmp_path, text.replace("iterations: 10", "iterations: ten"))
+    assert any("jobs[0].params.iterations" in p for p in problems), problems
+    assert any(p.split(": ", 2)[1].split(".")[0].split("[")[0] in ("cluster", "storage", "model", "limits", "bogus")
+               for p in problems), problems
