@@ -20,6 +20,8 @@ def _size(text: str):
     return int(text) if text.isdigit() else text
 
 
+# The image format of `render -o NAME.EXT`, by extension (PNG otherwise).
+OUTPUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 # Positional names of input roles on the command line.
 ROLE_ARGS = {"inputs": "exemplar"}
 
@@ -61,8 +63,11 @@ def _add_kind_parser(kinds, kind) -> None:
                             help=f"{role} image{'s' if several else ''}" if role not in kind.raw
                             else f"{role} file (a .safetensors from texfarm; path or s3:// URI)")
     parser.add_argument("-o", "--output", required=True,
-                        help="output image path or s3:// URI (several images: OUT_1.png ...; a training also "
-                             "writes OUT.safetensors)")
+                        help="output image path or s3:// URI; .png, .jpg or .webp sets the format (several "
+                             "images: OUT_1.png ...; a training also writes OUT.safetensors)")
+    parser.add_argument("--quality", type=int, default=95, choices=range(1, 101), metavar="1..100",
+                        help="JPEG / WebP quality (default: 95)")
+    parser.add_argument("--png16", action="store_true", help="16 bits per channel PNG (for post-processing)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     if kind.uses_vgg:
         parser.add_argument("--weights", default="imagenet", help="imagenet | random | PATH | s3://URI "
@@ -135,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _render(args: argparse.Namespace) -> int:
     from tasks.device import pick_device
-    from tasks.imageio import decode_image, encode_png
+    from tasks.imageio import decode_image, encode_image
     from tasks.kind import build_params, param_info
     from tasks.registry import get_kind
     from tasks.vgg import VGGFeatures, WeightsUnavailable
@@ -166,8 +171,9 @@ def _render(args: argparse.Namespace) -> int:
         result = kind.function()(inputs, params, None, args.seed, device=device)
     stem, dot, suffix = args.output.rpartition(".")
     names = [args.output] + [f"{stem}_{i}.{suffix}" for i in range(1, len(result.images))]
+    fmt = "png16" if args.png16 else OUTPUT_FORMATS.get("." + suffix.lower() if dot else "", "png")
     for name, image in zip(names, result.images):
-        storage.write(name, encode_png(image))
+        storage.write(name, encode_image(image, fmt, args.quality))
     for extension, data in result.files.items():  # a training's generator: OUT.safetensors
         names.append((stem if dot else args.output) + extension)
         storage.write(names[-1], data)

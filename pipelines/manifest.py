@@ -37,7 +37,8 @@ CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", 
                 "restart_timeout", "start_timeout"}
 MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last", "compile"}
 LIMIT_KEYS = {"max_size", "max_input_pixels", "max_tasks"}
-JOB_KEYS = {"name", "kind", "seeds", "params", "sweep"}
+JOB_KEYS = {"name", "kind", "seeds", "params", "sweep", "format", "quality"}
+IMAGE_FORMATS = ("png", "png16", "jpeg", "webp")  # tasks/imageio.py FORMATS
 
 
 @dataclass
@@ -71,6 +72,7 @@ class TaskSpec:
     output_prefix: str  # {output}/{job}/{task_id}
     depends_on: list[str] = field(default_factory=list)  # task ids that must finish first
     clear_failed: bool = False  # a failed record of an earlier run is there, to delete on success
+    image: dict = field(default_factory=dict)  # {format, quality} when not the default PNG
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -171,10 +173,13 @@ def is_relative(uri: str) -> bool:
     return not (is_s3(uri) or uri.startswith("file://") or Path(uri).is_absolute())
 
 
-def _task_id(v: _Validator, kind: str, inputs: dict[str, list[str]], params: dict, seed: int, weights: str) -> str:
+def _task_id(v: _Validator, kind: str, inputs: dict[str, list[str]], params: dict, seed: int, weights: str,
+             image: Optional[dict] = None) -> str:
     named = {role: [v.portable(uri) for uri in uris] for role, uris in inputs.items()}
-    blob = json.dumps({"kind": kind, "inputs": named, "params": params, "seed": seed, "weights": weights},
-                      sort_keys=True, separators=(",", ":"))
+    what = {"kind": kind, "inputs": named, "params": params, "seed": seed, "weights": weights}
+    if image:  # another file format is another result; the default (PNG) leaves ids as they were
+        what["image"] = image
+    blob = json.dumps(what, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -284,6 +289,23 @@ def _generator_reference(v: _Validator, value: Any, path: tuple, kind: str, jobs
     return uris, [t.task_id for t in trainer_tasks]
 
 
+def _image_format(v: _Validator, job: dict, path: tuple) -> dict:
+    """The job's `format` (png, png16, jpeg, webp) and `quality` (jpeg/webp, 1..100); {} for plain PNG."""
+    fmt = job.get("format", "png")
+    if fmt not in IMAGE_FORMATS:
+        v.add(path + ("format",), f"must be one of {', '.join(IMAGE_FORMATS)}, not {fmt!r}")
+        return {}
+    quality = job.get("quality", 95)
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        v.add(path + ("quality",), f"must be an integer from 1 to 100, not {quality!r}")
+        return {}
+    if "quality" in job and fmt not in ("jpeg", "webp"):
+        v.add(path + ("quality",), f"applies to jpeg and webp, not {fmt}; remove it or set format")
+    if fmt == "png":
+        return {}
+    return {"format": fmt, "quality": quality} if fmt in ("jpeg", "webp") else {"format": fmt}
+
+
 def _uses_trainer(job: Any) -> bool:
     kind = KINDS.get(job.get("kind")) if isinstance(job, dict) and isinstance(job.get("kind"), str) else None
     return bool(kind and kind.generator_from and any(isinstance(job.get(role), dict) for role in kind.raw))
@@ -329,6 +351,7 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
         v.add(path + ("params",), "must be a mapping of parameter names to values")
         params = {}
     params = _check_params(v, kind, params, path + ("params",), max_size)
+    image = _image_format(v, job, path)
     combos = _sweep(v, kind, job.get("sweep"), path + ("sweep",), max_size)
     seeds = _seeds(v, job, path, v.max_tasks)
     if v.problems or name is None:
@@ -347,9 +370,9 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
         for combo in combos:
             task_params = {**params, **combo}
             for seed in seeds:
-                task_id = _task_id(v, kind_name, inputs, task_params, seed, weights)
+                task_id = _task_id(v, kind_name, inputs, task_params, seed, weights, image)
                 tasks.append(TaskSpec(task_id, name, kind_name, seed, inputs, task_params,
-                                      join(output, name, task_id), needs))
+                                      join(output, name, task_id), needs, image=image or {}))
     return tasks
 
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any, Optional
 
 from tasks.device import describe, free_memory, is_out_of_memory, pick_device, set_threads
-from tasks.imageio import DEFAULT_MAX_PIXELS, decode_image, encode_png
+from tasks.imageio import DEFAULT_MAX_PIXELS, FORMATS, decode_image, encode_image
 from tasks.kind import build_params
 from tasks.registry import get_kind
 from tasks.model import ModelSettings
@@ -118,7 +118,8 @@ class Renderer:
                 finally:
                     free_memory(self.device)
             t0 = time.perf_counter()
-            outputs = [self._encode(spec["output_prefix"], result) for spec, result in zip(specs, results)]
+            outputs = [self._encode(spec["output_prefix"], result, spec.get("image"))
+                       for spec, result in zip(specs, results)]
             # Write-once outputs: a task id names one result, so an output already there (from an attempt
             # whose worker died before its record) is that same result and is kept, never written twice.
             kept = self.storage.write_many_new(item for _, items in outputs for item in items)
@@ -155,10 +156,12 @@ class Renderer:
         return [kind.function()(inputs, params, self.vgg, specs[0]["seed"], **extra)]
 
     @staticmethod
-    def _encode(prefix: str, result) -> tuple[list[str], list[tuple[str, bytes]]]:
-        """Output names (first image first) and the (key, bytes) items to upload."""
-        pngs = [encode_png(image) for image in result.images]
-        names = [f"{prefix}.png"] + [f"{prefix}_{i}.png" for i in range(1, len(pngs))]
+    def _encode(prefix: str, result, image: Optional[dict] = None) -> tuple[list[str], list[tuple[str, bytes]]]:
+        """Output names (first image first) and the (key, bytes) items to upload, in the job's format."""
+        fmt = (image or {}).get("format", "png")
+        ext = FORMATS[fmt]
+        pngs = [encode_image(out, fmt, (image or {}).get("quality", 95)) for out in result.images]
+        names = [f"{prefix}{ext}"] + [f"{prefix}_{i}{ext}" for i in range(1, len(pngs))]
         files = [(prefix + suffix, data) for suffix, data in result.files.items()]
         return names + [uri for uri, _ in files], [*zip(names, pngs), *files]
 

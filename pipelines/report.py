@@ -106,7 +106,8 @@ def _process_task(storage: Storage, output: str, row: dict) -> dict:
     record = json.loads(storage.read(prefix + records.RECORD_SUFFIX))
     tileable = bool(record.get("params", {}).get("tileable"))
     thumb = f"thumbs/{row['job']}/{row['task_id']}.jpg"
-    storage.write(join(output, REPORT, thumb), _jpeg(_thumbnail(storage.read(prefix + ".png"), tileable)))
+    image_uri = record.get("output_uri") or prefix + ".png"  # .jpg / .webp when the job asked for them
+    storage.write(join(output, REPORT, thumb), _jpeg(_thumbnail(storage.read(image_uri), tileable)))
     entry.update(thumb=thumb, curve=_curve(record), tiled=tileable)
     return entry
 
@@ -137,10 +138,15 @@ def _card(row: dict, entry: dict, varying: list[str], root: str, id_attr: str = 
     secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
     tiled = ' <span class="tag">2x2 tiled</span>' if entry.get("tiled") else ""
     return (f'<figure class="card" {id_attr}="{task}" title="{title}">'
-            f'<a href="{root}../{html.escape(row["job"])}/{task}.png"><img loading="lazy" '
+            f'<a href="{root}../{html.escape(row["job"])}/{html.escape(_file_name(row))}"><img loading="lazy" '
             f'src="{root}{html.escape(entry["thumb"])}" '
             f'alt="{html.escape(row["job"])} {task}"></a>'
             f"<figcaption>{html.escape(label)}{tiled}<br>{loss} · {secs}</figcaption>{_svg(entry.get('curve', []))}</figure>")
+
+
+def _file_name(row: dict) -> str:
+    """The task's image file in its job folder (the job's format decides the extension)."""
+    return (row.get("output_uri") or f"{row['task_id']}.png").rsplit("/", 1)[-1]
 
 
 def _varying(rows: list[dict]) -> list[str]:

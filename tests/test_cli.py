@@ -85,3 +85,12 @@ def test_missing_imagenet_weights_name_the_render_flag(tmp_path, monkeypatch, ca
     code = main(["render", "texture", str(DATA / "textures" / "pebbles.jpg"), "-o", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
     assert code == 2 and "--weights random" in err and "weights: random" not in err
+
+
+@pytest.mark.parametrize("name, fmt", [("t.jpg", "JPEG"), ("t.webp", "WEBP"), ("t.png", "PNG")])
+def test_render_writes_the_format_its_output_name_says(tmp_path, name, fmt):
+    out = tmp_path / name
+    assert main(["render", "texture", str(DATA / "textures" / "pebbles.jpg"), "-o", str(out), "--size", "32",
+                 "--iterations", "2", "--weights", "random", "--quality", "80"]) == 0
+    with Image.open(out) as image:
+        assert image.format == fmt and image.size == (32, 32)

@@ -90,3 +90,57 @@ def test_ctrl_c_stops_cleanly_with_the_catalog_of_what_finished(tmp_path):
     # Every cataloged task is done; a task in flight at Ctrl-C may land its record after the catalog.
     assert 1 <= len(done) < 30 and cataloged <= done and len(done - cataloged) <= 1
     assert {p.stem for p in job_dir.glob("*.png")} >= done
+
+
+def _png_samples(data: bytes):
+    """(bit depth, first pixel's samples of a 16-bit PNG) read from its chunks (Pillow reduces 16-bit RGB)."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, depth = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            depth = body[8]
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    if depth != 16:
+        return depth, None
+    assert raw[0] == 0  # filter type 0 on the first row (ours): its bytes are the samples
+    return depth, struct.unpack(">3H", raw[1:7])
+
+
+def test_jobs_write_the_image_format_they_ask_for(tmp_path, ray_cluster):
+    from PIL import Image
+
+    from pipelines.report import build_report
+    from pipelines.storage import Storage
+
+    path = tmp_path / "fmt.yaml"
+    pebbles = DATA / "textures" / "pebbles.jpg"
+    path.write_text(f"""\
+name: formats
+output: out
+model: {{weights: random}}
+jobs:
+  - {{name: jpg, kind: texture, inputs: {pebbles}, format: jpeg, quality: 80, params: {{size: 32, iterations: 2}}}}
+  - {{name: deep, kind: texture, inputs: {pebbles}, format: png16, params: {{size: 32, iterations: 2}}}}
+  - {{name: plain, kind: texture, inputs: {pebbles}, params: {{size: 32, iterations: 2}}}}
+""")
+    manifest = parse_manifest(str(path))
+    ids = {t.job: t.task_id for t in manifest.tasks}
+    assert len(set(ids.values())) == 3  # the same render in another format is another task
+    assert run_manifest(manifest, stream=None).failed == []
+    out = tmp_path / "out"
+    with Image.open(out / "jpg" / f"{ids['jpg']}.jpg") as image:
+        assert image.format == "JPEG" and image.size == (32, 32)
+    depth, samples = _png_samples((out / "deep" / f"{ids['deep']}.png").read_bytes())
+    assert depth == 16 and any(v % 257 for v in samples)  # real 16-bit values, not 8-bit ones scaled
+    assert _png_samples((out / "plain" / f"{ids['plain']}.png").read_bytes())[0] == 8
+    report = build_report(Storage(), str(out), "formats")
+    assert report.new_thumbnails == 3
+    assert f"../../../jpg/{ids['jpg']}.jpg" in (out / "report" / "jobs" / "jpg" / "1.html").read_text()
