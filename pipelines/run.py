@@ -49,6 +49,15 @@ class RunSummary:
         return 1 if self.failed or self.failed_before else 0
 
 
+def duration(seconds: Optional[float]) -> str:
+    """H:MM:SS, with days in front past 24 h (an overnight ETA must not wrap to 00:10:00)."""
+    if seconds is None or seconds != seconds:
+        return "--:--:--"
+    days, rest = divmod(int(round(seconds)), 86400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
 class Progress:
     """One status line: done / running / failed / ETA (rewritten in place on a terminal)."""
 
@@ -66,11 +75,13 @@ class Progress:
         self.last_counts = counts
         finished = self.done + self.failed
         elapsed = time.monotonic() - self.start
-        eta = elapsed / finished * (self.total - finished) if finished else float("nan")
-        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "--:--:--"
+        eta = elapsed / finished * (self.total - finished) if finished else None
+        rate = f"{finished / elapsed * 3600:.0f} tasks/h" if finished and elapsed > 0 else "- tasks/h"
         line = (f"[texfarm] {finished}/{self.total} finished: {self.done} done, {self.failed} failed, "
-                f"{self.running} running, ETA {eta_text}")
+                f"{self.running} running; {rate}, elapsed {duration(elapsed)}, ETA {duration(eta)}")
         end = "\n" if final or not self.tty else ""
+        if not self.tty:  # a log file: each line says when
+            line = time.strftime("%Y-%m-%dT%H:%M:%S%z ") + line
         self.stream.write(("\r" if self.tty else "") + line + end)
         self.stream.flush()
 

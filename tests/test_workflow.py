@@ -1,6 +1,7 @@
 """The day-to-day around a run: failures that are not re-run by accident, --retry-failed, --only,
 the failures listing, and Ctrl-C."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -144,3 +145,19 @@ jobs:
     report = build_report(Storage(), str(out), "formats")
     assert report.new_thumbnails == 3
     assert f"../../../jpg/{ids['jpg']}.jpg" in (out / "report" / "jobs" / "jpg" / "1.html").read_text()
+
+
+def test_progress_says_rate_elapsed_and_an_eta_past_a_day():
+    import io
+
+    from pipelines.run import Progress, duration
+
+    assert duration(93784) == "1d 02:03:04" and duration(59) == "00:00:59" and duration(None) == "--:--:--"
+    log = io.StringIO()
+    progress = Progress(10_000, log)
+    progress.start -= 3600  # an hour in, one task done: the rest takes over 400 days
+    progress.done = 1
+    progress.show()
+    line = log.getvalue()
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line)  # a log file line carries its time
+    assert "1 tasks/h" in line and "elapsed 01:00:00" in line and "ETA 416d 15:00:00" in line, line
