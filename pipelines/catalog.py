@@ -18,6 +18,7 @@ SCHEMA = pa.schema([
     ("seconds", pa.float64()), ("wall_seconds", pa.float64()), ("loss_start", pa.float64()),
     ("loss_end", pa.float64()), ("iterations", pa.int64()), ("device", pa.string()), ("weights", pa.string()),
     ("attempts", pa.int64()), ("error", pa.string()), ("finished_at", pa.string()),
+    ("quality", pa.float64()),  # texture kinds: 0 = like the exemplar, 1 = like noise (tasks/quality.py)
 ])
 
 

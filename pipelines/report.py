@@ -40,6 +40,7 @@ class ReportSummary:
 SHEET_TILES = 256  # tiles per contact sheet: 8 x 32 thumbnails, about 1.3 x 5 kpx
 PAGE_CARDS = 500  # tasks per job page: a 100,000-task job is 200 pages of ~0.5 MB, each quick to open
 PREVIEW = 8  # cards of each job on the index page
+POOR_QUALITY = 1.0  # a quality score above this is further from the exemplar than noise: flagged red
 
 def _thumbnail(data: bytes, tile: bool, name: str = "image") -> Image.Image:
     image = decode_rgb(data, name=name)  # the tasks' decoder: EXIF rotation, alpha over white, bit depth
@@ -136,8 +137,12 @@ def _card(row: dict, entry: dict, varying: list[str], root: str, id_attr: str = 
                 f"<figcaption>{html.escape(label)}</figcaption></figure>")
     loss = f"loss {row['loss_end']:.4g}" if row["loss_end"] is not None else ""
     secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
+    quality = row.get("quality")
+    if quality is not None:  # tasks/quality.py: 0 like the exemplar, 1 like noise; above 1 worse than noise
+        secs += f' · <span class="quality" title="distance to the exemplar; 1 = colour-matched noise">q {quality:.2f}</span>'
+    poor = " poor" if quality is not None and quality > POOR_QUALITY else ""
     tiled = ' <span class="tag">2x2 tiled</span>' if entry.get("tiled") else ""
-    return (f'<figure class="card" {id_attr}="{task}" title="{title}">'
+    return (f'<figure class="card{poor}" {id_attr}="{task}" title="{title}">'
             f'<a href="{root}../{html.escape(row["job"])}/{html.escape(_file_name(row))}"><img loading="lazy" '
             f'src="{root}{html.escape(entry["thumb"])}" '
             f'alt="{html.escape(row["job"])} {task}"></a>'
@@ -166,12 +171,14 @@ def _job_summary(job: str, rows: list[dict], pages: int, root: str) -> str:
     losses = [r["loss_end"] for r in done if r["loss_end"] is not None]
     median_s = f"{statistics.median(secs):.2f}" if secs else "-"
     median_loss = f"{statistics.median(losses):.4g}" if losses else "-"
+    scores = [r["quality"] for r in done if r.get("quality") is not None]
+    quality = (f"{statistics.median(scores):.2f} ({sum(q > POOR_QUALITY for q in scores)} poor)" if scores else "-")
     name = html.escape(job)
     links = " ".join(f'<a href="{root}{_page_path(name, n)}">{n}</a>' for n in range(1, pages + 1))
     return ('<table class="summary"><tr><th>kind</th><th>done</th><th>failed</th><th>median seconds</th>'
-            "<th>median loss</th><th>contact sheet</th><th>pages</th></tr>"
+            "<th>median loss</th><th>median quality</th><th>contact sheet</th><th>pages</th></tr>"
             f"<tr><td>{html.escape(rows[0]['kind'])}</td><td>{len(done)}</td><td>{len(rows) - len(done)}</td>"
-            f'<td>{median_s}</td><td>{median_loss}</td><td><a href="{root}{name}.png">{name}.png</a></td>'
+            f'<td>{median_s}</td><td>{median_loss}</td><td>{quality}</td><td><a href="{root}{name}.png">{name}.png</a></td>'
             f'<td class="pages">{links}</td></tr></table>')
 
 
@@ -278,6 +285,7 @@ body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} h2{{border-bott
 .inputs{{display:flex;gap:10px;margin:.5em 0 1em}} .tag{{background:#def;padding:0 3px}}
 table.summary td,table.summary th{{padding:2px 10px;text-align:left}} table.sweep td{{vertical-align:top}}
 table.sweep td .card{{display:inline-block;margin-right:6px}} img.broken{{outline:3px solid red}}
+.poor img{{outline:3px solid #e67e22}} .poor .quality{{color:#c0392b;font-weight:bold}}
 </style></head><body>
 <h1>texfarm report: {title}</h1>
 <p>{intro}</p>

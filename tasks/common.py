@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .imageops import resize
+from .imageops import resize, scale_by
 from .losses import total_variation
 from .optimize import OptimResult, optimize
 from .params import OptimParams
@@ -84,6 +84,15 @@ def base_record(result_octaves: list[dict[str, Any]], device: torch.device, seco
         "device": str(device),
         "octaves": result_octaves,
     }
+
+
+def with_quality(record: dict[str, Any], image: torch.Tensor, exemplar: torch.Tensor, exemplar_scale: float) -> dict:
+    """Add the network-free quality score (tasks/quality.py) of a texture against its exemplar at the
+    scale the texture was made for: 0 = indistinguishable, 1 = as far as colour-matched noise."""
+    from .quality import texture_score
+
+    record["quality"] = texture_score(image, scale_by(exemplar, exemplar_scale, min_side=16))
+    return record
 
 
 def octave_record(size: tuple[int, int], result: OptimResult) -> dict:

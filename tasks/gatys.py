@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_tv
+from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_quality, with_tv
 from .imageops import keep_colors, resize, scale_by, scale_to_long_side
 from .losses import ContentLoss, GramLoss, normalized_weights
 from .params import parse_size
@@ -58,6 +58,7 @@ def texture_batch(inputs: dict[str, Sequence[torch.Tensor]], params: TexturePara
                      for octave in octaves]
         record = base_record(per_image, device, seconds)
         record.update(batch=len(seeds), seconds=round(seconds / len(seeds), 4), batch_seconds=seconds)
+        with_quality(record, images[i : i + 1], exemplar, params.exemplar_scale)
         outputs.append(TaskOutput([images[i : i + 1].cpu()], record))
     return outputs
 

@@ -47,6 +47,7 @@ class Kind:
     generator_from: Optional[str] = None  # the kind whose outputs its `raw` role may name as {job: NAME}
     produces: tuple[str, ...] = (".png",)  # files each task writes beside its record
     reports_loss: bool = True  # whether its record carries loss_start / loss_end (the report shows them)
+    reports_quality: bool = False  # whether its record carries `quality` (tasks/quality.py) against its exemplar
 
     def function(self, which: str = "run") -> Callable:
         return _import(getattr(self, which))

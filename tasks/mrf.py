@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import rotate
 
-from .common import Objective, Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_tv
+from .common import (Objective, Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_quality,
+                     with_tv)
 from .imageops import resize, scale_by
 from .losses import ContentLoss, normalized_weights
 from .params import parse_size
@@ -127,7 +128,9 @@ def mrf(inputs: dict[str, Sequence[torch.Tensor]], params: MRFParams, vgg: VGGFe
                                    objective_for, jitter=params.noise, seed=seed)
     record = base_record(octaves, device, clock.seconds)
     record["distinct_patches"] = {layer: int(idx.unique().numel()) for layer, idx in losses[-1].last_index.items()}
-    return TaskOutput([image.cpu()], record)
+    record["patch_share"] = {layer: round(int(idx.unique().numel()) / losses[-1].patches[layer].shape[0], 4)
+                             for layer, idx in losses[-1].last_index.items()}  # of the exemplar's patches used
+    return TaskOutput([image.cpu()], with_quality(record, image, exemplar, params.exemplar_scale))
 
 
 def mrf_style(inputs: dict[str, Sequence[torch.Tensor]], params: MRFStyleParams, vgg: VGGFeatures,

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .common import Objective, Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_tv
+from .common import Objective, Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_quality, with_tv
 from .gatys import content_key
 from .imageops import scale_by
 from .kinds.swd import SWDParams
@@ -78,4 +78,5 @@ def swd_texture(inputs: dict[str, Sequence[torch.Tensor]], params: SWDParams, vg
 
     mean = exemplar.mean(dim=(2, 3), keepdim=True)
     image, octaves = solve_octaves(params, vgg, size, lambda s: seeded_noise(seed, s, mean, device), objective_for)
-    return TaskOutput([image.cpu()], base_record(octaves, device, clock.seconds))
+    record = base_record(octaves, device, clock.seconds)
+    return TaskOutput([image.cpu()], with_quality(record, image, exemplar, params.exemplar_scale))

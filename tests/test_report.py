@@ -100,6 +100,7 @@ def test_every_task_appears_once_and_every_link_resolves(report_run):
     # The sweep is a table with one parameter per axis; tileable results are shown tiled 2x2.
     assert '<table class="sweep"><tr><th>exemplar_scale \\ tileable</th><th>false</th><th>true</th>' in page
     assert page.count("2x2 tiled") == 4
+    assert page.count('class="quality"') == 8  # texture kinds report their network-free quality score
     assert page.count('<svg class="curve"') + mixed.count('<svg class="curve"') == len(rows) - 1
     index = (report_dir / "index.html").read_text()
     assert index.count("data-preview-id") == len(rows) and "input" in index  # small jobs: all in the preview

@@ -33,4 +33,4 @@ class MRFParams(ExemplarParams, OptimParams):
 
 
 KIND = Kind("mrf", "Li & Wand (CNNMRF) patch-based texture synthesis", MRFParams, run="tasks.mrf:mrf",
-            fanout="inputs")
+            fanout="inputs", reports_quality=True)
