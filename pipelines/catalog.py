@@ -4,7 +4,8 @@ from __future__ import annotations
 import io
 import json
 import statistics
-from typing import Any, Iterable
+from datetime import datetime
+from typing import Any, Iterable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,15 +18,39 @@ SCHEMA = pa.schema([
     ("output_uri", pa.string()), ("seed", pa.int64()), ("params", pa.string()), ("inputs", pa.string()),
     ("seconds", pa.float64()), ("wall_seconds", pa.float64()), ("loss_start", pa.float64()),
     ("loss_end", pa.float64()), ("iterations", pa.int64()), ("device", pa.string()), ("weights", pa.string()),
-    ("attempts", pa.int64()), ("error", pa.string()), ("finished_at", pa.string()),
+    ("attempts", pa.int64()), ("error", pa.string()),
+    ("started_at", pa.timestamp("ms", tz="UTC")), ("finished_at", pa.timestamp("ms", tz="UTC")),
     ("quality", pa.float64()),  # texture kinds: 0 = like the exemplar, 1 = like noise (tasks/quality.py)
+    ("versions", pa.string()),  # JSON: python, texfarm, torch, torchvision, ray, boto3, pyarrow, pillow
 ])
+TIMESTAMPS = ("started_at", "finished_at")
+
+
+def _timestamp(value: Any) -> Optional[datetime]:
+    """Records carry ISO-8601 text; catalogs written before this schema carry text too."""
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def _normalized(row_: dict[str, Any]) -> dict[str, Any]:
+    """A row in the current schema, from a record or from an older catalog's row."""
+    out = {name: row_.get(name) for name in SCHEMA.names}
+    for name in TIMESTAMPS:
+        out[name] = _timestamp(out[name])
+    return out
 
 
 def row(record: dict[str, Any]) -> dict[str, Any]:
-    out = {name: record.get(name) for name in SCHEMA.names}
-    out["params"] = json.dumps(record.get("params", {}), sort_keys=True)
+    """The catalog row of a task record. `params` holds every parameter the task ran with, defaults
+    resolved (records written since this version; older ones only the keys the manifest set)."""
+    out = _normalized(record)
+    out["params"] = json.dumps(record.get("resolved_params") or record.get("params", {}), sort_keys=True)
     out["inputs"] = json.dumps(record.get("inputs", {}), sort_keys=True)
+    out["versions"] = json.dumps(record["versions"], sort_keys=True) if record.get("versions") else None
     return out
 
 
@@ -43,8 +68,8 @@ def read_rows(storage: Storage, output: str) -> list[dict[str, Any]]:
 
 def write(storage: Storage, output: str, rows: Iterable[dict[str, Any]], previous: list[dict] | None = None) -> bool:
     """Write the catalog sorted by job and task id; skip the write when nothing changed."""
-    rows = sorted(rows, key=lambda r: (r["job"], r["task_id"]))
-    if previous is not None and rows == sorted(previous, key=lambda r: (r["job"], r["task_id"])):
+    rows = sorted((_normalized(r) for r in rows), key=lambda r: (r["job"], r["task_id"]))
+    if previous is not None and rows == sorted((_normalized(r) for r in previous), key=lambda r: (r["job"], r["task_id"])):
         return False
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), buffer)

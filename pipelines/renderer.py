@@ -5,6 +5,7 @@ pipelines/run.py wraps it as a Ray actor pinned to a GPU (or CPUs).
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import traceback
@@ -107,6 +108,8 @@ class Renderer:
         try:
             kind = get_kind(specs[0]["kind"])
             params = build_params(kind.params, specs[0]["params"])
+            for record in recs:  # every value the task ran with, defaults included (the catalog's params)
+                record["resolved_params"] = dataclasses.asdict(params)
             t0 = time.perf_counter()
             inputs = self._read_inputs(specs[0]["inputs"], kind.raw)
             read_seconds = time.perf_counter() - t0

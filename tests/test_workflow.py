@@ -49,8 +49,15 @@ def test_a_task_that_failed_on_its_own_is_listed_and_only_retried_when_asked(tmp
 
     again = run_manifest(parse_manifest(str(path)), stream=None)  # a plain re-run leaves it alone
     assert (again.executed, again.exit_code, len(again.failed_before)) == (0, 1, 1)
-    rows = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
+    table = pq.read_table(tmp_path / "out" / "catalog.parquet")
+    rows = table.to_pylist()
     assert sorted((r["job"], r["status"]) for r in rows) == [("bad", "failed"), ("good", "done")]
+    # Timestamps are timestamps; params carry every resolved default; the versions are there.
+    assert str(table.schema.field("finished_at").type) == "timestamp[ms, tz=UTC]"
+    good = next(r for r in rows if r["job"] == "good")
+    assert good["started_at"] <= good["finished_at"]
+    assert json.loads(good["params"])["octaves"] == 1 and json.loads(good["params"])["optimizer"] == "lbfgs"
+    assert "torch" in json.loads(good["versions"])
 
     assert main(["failures", str(tmp_path / "out"), "--json"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
