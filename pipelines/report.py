@@ -91,10 +91,13 @@ class _State:
         self.tasks: dict[str, dict] = data.get("tasks", {})
         self.inputs: dict[str, str] = data.get("inputs", {})
         self.digests: dict[str, str] = data.get("digests", {})  # report-relative path -> sha256 of what is there
+        # Page order: the order in which the report first saw each task, so new tasks go to the last
+        # page and the pages before it stay as they are (nothing to rewrite, nothing to re-upload).
+        self.order: dict[str, int] = data.get("order", {})
         self.loaded = self.dumps() if data else b""
 
     def dumps(self) -> bytes:
-        return json.dumps({"tasks": self.tasks, "inputs": self.inputs, "digests": self.digests},
+        return json.dumps({"tasks": self.tasks, "inputs": self.inputs, "digests": self.digests, "order": self.order},
                           sort_keys=True).encode()
 
 
@@ -218,9 +221,13 @@ def _job_page(job: str, rows: list[dict], number: int, state: _State, varying: l
     cards = {r["task_id"]: _card(r, state.tasks.get(r["task_id"], {}), varying, root) for r in page_rows}
     body = _sweep_table(page_rows, varying, cards) if 1 <= len(varying) <= 2 else \
         '<div class="grid">' + "".join(cards[r["task_id"]] for r in page_rows) + "</div>"
-    return (f'<section id="job-{html.escape(job)}"><p><a href="{root}index.html">all jobs</a></p>'
-            f"<h2>{html.escape(job)}: tasks {first + 1} to {first + len(page_rows)} of {len(rows)} "
-            f"(page {number} of {pages})</h2>{_job_summary(job, rows, pages, root)}{body}</section>")
+    # Nothing job-wide on a page (counts, medians: they are on the index), so a page changes only when
+    # its own tasks do, or when the job gets another page.
+    links = " ".join(f'<a href="{root}{_page_path(html.escape(job), n)}">{n}</a>' if n != number else f"<b>{n}</b>"
+                     for n in range(1, pages + 1))
+    return (f'<section id="job-{html.escape(job)}"><p><a href="{root}index.html">all jobs</a> · pages {links}</p>'
+            f"<h2>{html.escape(job)}: page {number} of {pages}, tasks {first + 1} to {first + len(page_rows)}"
+            f"</h2>{body}</section>")
 
 
 def _axis_order(text: str) -> tuple:
@@ -338,7 +345,10 @@ def build_report(storage: Storage, output: str, name: Optional[str] = None) -> R
                 state.inputs[uri] = thumb
     jobs: dict[str, list[dict]] = {}
     for row in sorted(rows, key=lambda r: (r["job"], r["seed"] or 0, r["task_id"])):
+        state.order.setdefault(row["task_id"], len(state.order))
         jobs.setdefault(row["job"], []).append(row)
+    for job_rows in jobs.values():
+        job_rows.sort(key=lambda r: state.order[r["task_id"]])
     sheets, written = [], []
 
     def put(path: str, data: bytes) -> None:

@@ -20,15 +20,17 @@ from tests.killers import rendering
 class ChaosResult:
     tasks: int
     done: int
-    lost: int
+    lost: int  # no record at all, neither done nor failed
     duplicates: int  # keys written more than once
     worker_kills: int
     driver_kills: int
     outage_faults: int
     seconds: float
+    failed: int = 0  # a failed record: e.g. out of retries (with one task left, every kill lands on it)
 
     def summary(self) -> str:
-        return (f"{self.tasks} tasks: {self.done} done, {self.lost} lost, {self.duplicates} written twice; "
+        return (f"{self.tasks} tasks: {self.done} done, {self.failed} failed, {self.lost} lost, "
+                f"{self.duplicates} written twice; "
                 f"{self.worker_kills} worker kills, {self.driver_kills} driver kill, {self.outage_faults} requests "
                 f"refused in the outage; {self.seconds:.0f} s")
 
@@ -93,7 +95,10 @@ def run_chaos(tmp: Path, endpoint: str, bucket, tasks: int = 40, kill_every: flo
             thread.join()
     records = s3_records(client, name, "out/c/")
     versions = versions_per_key(client, name, "out/c/")
-    return ChaosResult(tasks=tasks, done=sum(r["status"] == "done" for r in records),
-                       lost=tasks - len(records), duplicates=sum(count > 1 for count in versions.values()),
+    done = {key.rsplit("/", 1)[-1][: -len(".json")] for key in versions if key.endswith(".json")
+            and not key.endswith(".failed.json")}
+    failed = {key.rsplit("/", 1)[-1][: -len(".failed.json")] for key in versions if key.endswith(".failed.json")}
+    return ChaosResult(tasks=tasks, done=sum(r["status"] == "done" for r in records), failed=len(failed - done),
+                       lost=tasks - len(done | failed), duplicates=sum(count > 1 for count in versions.values()),
                        worker_kills=len(kills), driver_kills=driver_kills, outage_faults=proxy.faults,
                        seconds=time.monotonic() - started)
