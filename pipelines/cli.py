@@ -131,6 +131,14 @@ def _parser() -> argparse.ArgumentParser:
     cat = sub.add_parser("catalog", help="summarize a run's catalog")
     cat.add_argument("output", help="the manifest's output prefix or folder")
     cat.add_argument("--endpoint-url")
+    export = sub.add_parser("export", help="write a run's renders as dataset shards (Parquet or WebDataset tar)")
+    export.add_argument("output", help="the manifest's output prefix or folder")
+    export.add_argument("dest", help="a folder or s3:// prefix for the shards (keep it outside OUTPUT)")
+    export.add_argument("--format", choices=("parquet", "webdataset"), default="parquet",
+                        help="parquet: catalog columns + image bytes; webdataset: {task_id}.png + {task_id}.json "
+                             "per task in tar shards (default: parquet)")
+    export.add_argument("--shard-size", type=int, default=1000, help="tasks per shard (default: 1000)")
+    export.add_argument("--endpoint-url")
     failures = sub.add_parser("failures", help="list a run's failed tasks: job, task id, inputs, seed, error")
     failures.add_argument("output", help="the manifest's output prefix or folder")
     failures.add_argument("--endpoint-url")
@@ -337,6 +345,15 @@ def _failures(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    shards = export(Storage(StorageConfig(endpoint_url=args.endpoint_url)), args.output.rstrip("/"),
+                    args.dest.rstrip("/"), args.format, args.shard_size)
+    print(f"{len(shards)} {args.format} shard(s) under {args.dest.rstrip('/')}/")
+    return EXIT_OK
+
+
 def _report(args: argparse.Namespace) -> int:
     from .report import build_report
 
@@ -347,7 +364,7 @@ def _report(args: argparse.Namespace) -> int:
 
 COMMANDS = {"render": _render, "validate": _validate, "run": _run, "submit": _submit, "status": _job_command,
             "logs": _job_command, "stop": _job_command, "catalog": _catalog,
-            "report": _report, "failures": _failures}
+            "report": _report, "failures": _failures, "export": _export}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
