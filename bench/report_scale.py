@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         summary = build_report(Storage(), str(output), "scale")
         print(f"{label:22} {time.perf_counter() - clock:7.2f} s  {summary.new_thumbnails:6} thumbnails  "
               f"{len(summary.pages_written):4} pages written  {len(summary.contact_sheets)} sheets")
-    report = output / "report"
+    report = output / "_report"
     pages = sorted((report / "jobs" / "sweep").glob("*.html"))
     print(f"index {(report / 'index.html').stat().st_size / 1e3:.0f} kB; {len(pages)} job pages of "
           f"{max(p.stat().st_size for p in pages) / 1e3:.0f} kB at most; state.json "

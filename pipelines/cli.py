@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "logs":
             command.add_argument("-f", "--follow", action="store_true",
                                  help="follow until the job ends; exit code as for status")
-    report = sub.add_parser("report", help="write {output}/report/: index.html, paginated job pages, contact sheets")
+    report = sub.add_parser("report", help="write {output}/_report/: index.html, paginated job pages, contact sheets")
     report.add_argument("output", help="the manifest's output prefix or folder")
     report.add_argument("--endpoint-url")
     sub.add_parser("bench", help="benchmarks on this device; options: `texfarm bench --help`", add_help=False)

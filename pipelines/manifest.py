@@ -25,7 +25,7 @@ from .storage import Storage, StorageConfig, StorageError, has_glob, is_s3, join
 from .yamlmarks import YamlError, load_with_lines
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-RESERVED_NAMES = {"report": "report folder", "catalog.parquet": "catalog"}  # they live beside the job folders
+RESERVED_NAMES = {"catalog.parquet": "catalog"}  # beside the job folders (the report is `_report`: no job name starts with "_")
 DEFAULT_MAX_SIZE = 4096  # longest output side accepted; raise it with limits.max_size
 DEFAULT_MAX_TASKS = 100_000  # tasks one manifest may expand to; raise it with limits.max_tasks
 MAX_MANIFEST_BYTES = 5_000_000  # a manifest is a recipe: 5 MB of YAML is already ~40,000 jobs

@@ -1,8 +1,8 @@
-"""The run report: ``{output}/report/index.html`` (per job: inputs, counts, a preview and links to its
-pages), ``report/jobs/{job}/{n}.html`` (PAGE_CARDS tasks a page: thumbnails, sweeps as tables, loss
+"""The run report: ``{output}/_report/index.html`` (per job: inputs, counts, a preview and links to its
+pages), ``_report/jobs/{job}/{n}.html`` (PAGE_CARDS tasks a page: thumbnails, sweeps as tables, loss
 curves, failures with their errors) and a bounded contact sheet PNG per job. Relative links only, so
 the folder can be synced anywhere or served by any static server. Incremental: thumbnails are made
-once, and ``report/state.json`` remembers them with a digest of every page and sheet, so a report
+once, and ``_report/state.json`` remembers them with a digest of every page and sheet, so a report
 after a resume reads only new records and writes only what changed, also on S3."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tasks.imagefile import decode_rgb
 from . import catalog, records
 from .storage import Storage, StorageError, join
 
-REPORT = "report"
+REPORT = "_report"  # "_": Ray Data and pyarrow skip it, so reading the output root finds only renders
 THUMB = 160  # px, long side
 STATE = "state.json"
 

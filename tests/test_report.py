@@ -83,7 +83,7 @@ def _links_and_ids(report_dir: Path) -> tuple[list[str], list[str]]:
 
 def test_every_task_appears_once_and_every_link_resolves(report_run):
     tmp_path, manifest, summary = report_run
-    report_dir = Path(manifest.output) / "report"
+    report_dir = Path(manifest.output) / "_report"
     ids, pages = _links_and_ids(report_dir)
     rows = pq.read_table(Path(manifest.output) / "catalog.parquet").to_pylist()
     assert sorted(ids) == sorted(r["task_id"] for r in rows)  # each exactly once, over all pages
@@ -152,7 +152,7 @@ def _load(flags, page: Path) -> dict[str, int]:
 def test_page_loads_in_a_real_browser(report_run, tmp_path):
     _, manifest, _ = report_run
     flags = _chromium_flags(_browser_or_skip(), tmp_path)
-    report_dir = Path(manifest.output) / "report"
+    report_dir = Path(manifest.output) / "_report"
     for page, least in ((report_dir / "index.html", 10), (report_dir / "jobs" / "sweep" / "1.html", 8)):
         attrs = _load(flags, page)
         assert attrs["images"] >= least and attrs["broken"] == 0 and attrs["errors"] == 0, (page, attrs)
@@ -191,7 +191,7 @@ def test_a_large_job_is_paginated_and_a_page_opens_in_a_browser(tmp_path):
     output = tmp_path / "out"
     _synthetic_output(output, 1200)
     first = build_report(Storage(), str(output), "big")
-    report_dir = output / "report"
+    report_dir = output / "_report"
     ids, pages = _links_and_ids(report_dir)
     assert pages == ["index.html", "jobs/big/1.html", "jobs/big/2.html", "jobs/big/3.html"]
     assert sorted(ids) == sorted(f"{i:016x}" for i in range(1200))
@@ -233,3 +233,16 @@ def test_sweep_tables_and_contact_sheets_at_scale(tmp_path):
     sheet = report._contact_sheet(Storage(), str(tmp_path), rows, report._State(Storage(), str(tmp_path)))
     with _Image.open(_io.BytesIO(sheet)) as image:
         assert image.width * image.height <= 8 * (report.THUMB + 8) * 32 * (report.THUMB + 22)
+
+
+def test_reading_the_output_root_as_a_dataset_finds_only_renders(report_run):
+    """Ray Data and pyarrow skip paths with a part starting with '_' or '.': the report's thumbnails,
+    pages and contact sheets live under `_report/`, so an image dataset read from the output root is
+    exactly the renders."""
+    _, manifest, _ = report_run
+    root = Path(manifest.output)
+    images = {p for p in root.rglob("*") if p.suffix in (".png", ".jpg", ".jpeg", ".webp")
+              and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)}
+    rows = pq.read_table(root / "catalog.parquet").to_pylist()
+    assert images == {Path(r["output_uri"]) for r in rows if r["status"] == "done"}
+    assert list((root / "_report").rglob("*.jpg"))  # the thumbnails are there, out of the way

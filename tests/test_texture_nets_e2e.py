@@ -69,7 +69,7 @@ def test_train_two_generators_in_parallel_then_render_from_both(tmp_path, ray_cl
     # The report handles kinds without a loss (generate) beside trainings: every task has its card.
     report = build_report(Storage(StorageConfig.from_dict(manifest.storage)), manifest.output, manifest.name)
     assert report.new_thumbnails == 6 and set(report.pages_written) >= {"jobs/render/1.html", "jobs/train/1.html"}
-    page = client.get_object(Bucket=name, Key="nets/report/jobs/render/1.html")["Body"].read().decode()
+    page = client.get_object(Bucket=name, Key="nets/_report/jobs/render/1.html")["Body"].read().decode()
     assert page.count("data-task-id=") == 4 and "failed:" not in page
 
 

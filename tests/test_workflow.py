@@ -151,7 +151,7 @@ jobs:
     assert _png_samples((out / "plain" / f"{ids['plain']}.png").read_bytes())[0] == 8
     report = build_report(Storage(), str(out), "formats")
     assert report.new_thumbnails == 3
-    assert f"../../../jpg/{ids['jpg']}.jpg" in (out / "report" / "jobs" / "jpg" / "1.html").read_text()
+    assert f"../../../jpg/{ids['jpg']}.jpg" in (out / "_report" / "jobs" / "jpg" / "1.html").read_text()
 
 
 def test_progress_says_rate_elapsed_and_an_eta_past_a_day():

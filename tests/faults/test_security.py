@@ -52,9 +52,9 @@ def test_job_names_cannot_escape_the_output(tmp_path, job_name):
         _parse_job_named(tmp_path, job_name)
 
 
-@pytest.mark.parametrize("job_name", ["report", "catalog.parquet"])
-def test_job_names_cannot_take_the_report_or_catalog_keys(tmp_path, job_name):
-    with pytest.raises(ManifestError, match="is reserved"):
+@pytest.mark.parametrize("job_name, message", [("_report", "letters, digits"), ("catalog.parquet", "is reserved")])
+def test_job_names_cannot_take_the_report_or_catalog_keys(tmp_path, job_name, message):
+    with pytest.raises(ManifestError, match=message):
         _parse_job_named(tmp_path, job_name)
 
 
