@@ -34,8 +34,9 @@ def _start_head(env_overrides: dict):
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
          f"--dashboard-agent-listen-port={_port()}", f"--dashboard-agent-grpc-port={_port()}",
          f"--metrics-export-port={_port()}", f"--runtime-env-agent-port={_port()}",
-         f"--temp-dir={temp}", "--block"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         # Ray's client server defaults to port 10001: another Ray head on this machine would hold it.
+         f"--ray-client-server-port={_port()}", f"--temp-dir={temp}", "--block"],
+        env=env, start_new_session=True, stdout=(Path(temp) / "head.log").open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 120
     while True:
@@ -47,7 +48,8 @@ def _start_head(env_overrides: dict):
         except OSError:
             if time.monotonic() > deadline or head.poll() is not None:
                 os.killpg(head.pid, signal.SIGKILL)
-                raise RuntimeError("the Ray head did not start")
+                log = (Path(temp) / "head.log").read_text()[-2000:]
+                raise RuntimeError(f"the Ray head did not start (exit {head.poll()}):\n{log}")
             time.sleep(1)
 
 

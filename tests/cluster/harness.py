@@ -146,7 +146,8 @@ def autoscaling_head(tmp: Path, max_gpu_nodes: int = 2) -> Iterator[str]:
         [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=0",
          f"--autoscaling-config={config}", "--include-dashboard=false", f"--temp-dir={temp}/ray",
          f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-         f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}", "--block"],
+         f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+         f"--ray-client-server-port={free_port()}", "--block"],  # not the default 10001 another head may hold
         env=env, start_new_session=True, stdout=(tmp / "head.log").open("w"), stderr=subprocess.STDOUT)
     try:
         yield address
