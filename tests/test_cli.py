@@ -77,6 +77,10 @@ def test_render_rejects_a_choice_the_declaration_does_not_allow(tmp_path, capsys
 
 
 def test_missing_imagenet_weights_name_the_render_flag(tmp_path, monkeypatch, capsys):
+    import urllib.request
+
+    # urlopen caches its opener, proxies included, on first use: keep this test's dead proxy out of it.
+    monkeypatch.setattr(urllib.request, "_opener", None)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # a closed local proxy: the download fails offline or not
     for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")

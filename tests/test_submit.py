@@ -41,7 +41,8 @@ def _start_head(env_overrides: dict):
     deadline = time.monotonic() + 120
     while True:
         try:
-            urllib.request.urlopen(f"{url}/api/version", timeout=2)
+            # No proxy: a user's http_proxy (or one cached by an earlier urlopen) must not take localhost.
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"{url}/api/version", timeout=2)
             return url, head, temp
         except urllib.error.HTTPError:  # it answers (a token-auth head asks for the token)
             return url, head, temp

@@ -64,6 +64,9 @@ def test_bad_weight_file_is_a_clear_error(tmp_path):
 
 
 def test_failed_imagenet_download_names_the_alternatives(tmp_path, monkeypatch):
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "_opener", None)  # urlopen would cache the dead proxy for the session
     # A closed local proxy makes the real download fail the same way with or without internet.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
