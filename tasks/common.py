@@ -89,9 +89,11 @@ def base_record(result_octaves: list[dict[str, Any]], device: torch.device, seco
 def with_quality(record: dict[str, Any], image: torch.Tensor, exemplar: torch.Tensor, exemplar_scale: float) -> dict:
     """Add the network-free quality score (tasks/quality.py) of a texture against its exemplar at the
     scale the texture was made for: 0 = indistinguishable, 1 = as far as colour-matched noise."""
-    from .quality import texture_score
+    from .quality import colour_coverage, texture_score
 
-    record["quality"] = texture_score(image, scale_by(exemplar, exemplar_scale, min_side=16))
+    reference = scale_by(exemplar, exemplar_scale, min_side=16)
+    record["quality"] = texture_score(image, reference)
+    record["colour_coverage"] = colour_coverage(image, reference)
     return record
 
 

@@ -25,7 +25,7 @@ from .losses import ContentLoss, normalized_weights
 from .params import parse_size
 from .kinds.mrf import MRFParams
 from .kinds.mrf_style import MRFStyleParams
-from .patches import extract_patches, nearest_patches
+from .patches import balanced_patches, extract_patches, nearest_patches, sample_capacity
 from .vgg import VGGFeatures
 
 
@@ -52,8 +52,9 @@ class MRFLoss:
     """Relative squared distance between each image patch and its nearest exemplar patch, per layer."""
 
     def __init__(self, exemplar_features: Sequence[Mapping[str, torch.Tensor]], layer_weights: Mapping[str, float],
-                 params: MRFParams) -> None:
+                 params: MRFParams, seed: int = 0, balanced: bool = False) -> None:
         self.params = params
+        self.balanced = balanced
         self.layer_weights = dict(layer_weights)
         self.patches = {
             layer: torch.cat([extract_patches(f[layer], params.patch_size, params.exemplar_stride)
@@ -67,23 +68,39 @@ class MRFLoss:
         self.keys = {layer: F.normalize(p - self.centre[layer], dim=1) for layer, p in self.patches.items()}
         self.chunk = params.chunk  # shrinks for good after an out-of-memory retry
         self.last_index: dict[str, torch.Tensor] = {}  # the current matches, kept until refresh()
+        self.capacity: dict[str, torch.Tensor] = {}  # balanced matching: uses allowed per exemplar patch
+        self.generator = torch.Generator().manual_seed(seed)
 
     def refresh(self) -> None:
         """Forget the matches: the next evaluation matches again (E step of an EM-like loop)."""
         self.last_index = {}
 
     def match(self, layer: str, query: torch.Tensor) -> torch.Tensor:
-        """Nearest exemplar patch per image patch. With a repetition penalty, a second pass scores
-        every exemplar patch down in proportion to how often the first pass used it (both passes
-        see the same image, so the objective stays a function of the image alone)."""
+        """The exemplar patch each image patch is pulled towards.
+
+        Balanced (``self.balanced``): an assignment that uses a uniform sample of the exemplar's
+        patches, as many as the image has, each once (Gu et al. 2018's feature reshuffle; Kaspar
+        et al. 2015 bound occurrences similarly). Nearest matching lets the background of a sparse
+        exemplar win every patch and the render goes blank; the sample keeps the exemplar's share
+        of each element. It is drawn once per octave: re-matching only rearranges it.
+
+        Nearest (the paper): each patch's most similar exemplar patch; with a repetition penalty,
+        a second pass scores every exemplar patch down in proportion to how often the first pass
+        used it (both passes see the same image). Its coherent neighbours give cleaner detail
+        than a forced assignment, so by default the finest octave refines with it."""
         keys = self.keys[layer]
         query = query - self.centre[layer]
-        match = nearest_patches(query, keys, self.chunk, exemplar_normalized=True)
-        if self.params.repetition_penalty:
-            uses = torch.bincount(match.index, minlength=keys.shape[0]).to(query.dtype)
-            expected = query.shape[0] / keys.shape[0]
-            penalty = self.params.repetition_penalty * uses / max(expected, 1.0)
-            match = nearest_patches(query, keys, match.chunk, penalty, exemplar_normalized=True)
+        if self.balanced:
+            if layer not in self.capacity:
+                self.capacity[layer] = sample_capacity(query.shape[0], keys.shape[0], self.generator)
+            match = balanced_patches(query, keys, self.capacity[layer], self.chunk)
+        else:
+            match = nearest_patches(query, keys, self.chunk, exemplar_normalized=True)
+            if self.params.repetition_penalty:
+                uses = torch.bincount(match.index, minlength=keys.shape[0]).to(query.dtype)
+                expected = query.shape[0] / keys.shape[0]
+                penalty = self.params.repetition_penalty * uses / max(expected, 1.0)
+                match = nearest_patches(query, keys, match.chunk, penalty, exemplar_normalized=True)
         self.chunk = match.chunk
         self.last_index[layer] = match.index
         return match.index
@@ -101,10 +118,20 @@ class MRFLoss:
         return total
 
 
-def _exemplar_loss(vgg: VGGFeatures, image: torch.Tensor, params: MRFParams, weights: Mapping[str, float]) -> MRFLoss:
+def balanced_octave(matching: str, octave: int, octaves: int) -> bool:
+    """Whether octave ``octave`` (0 = coarsest) matches by balanced assignment: ``balanced-coarse``
+    lays out the exemplar's elements at the coarse octaves and refines the finest one with nearest
+    matching (a single octave stays balanced: the layout matters most)."""
+    if matching == "balanced-coarse":
+        return octave < octaves - 1 or octaves == 1
+    return matching == "balanced"
+
+
+def _exemplar_loss(vgg: VGGFeatures, image: torch.Tensor, params: MRFParams, weights: Mapping[str, float],
+                   seed: int, balanced: bool) -> MRFLoss:
     with torch.no_grad():
         feats = [vgg(copy, params.layers) for copy in augmented(image, params.rotations, params.scales)]
-    return MRFLoss(feats, weights, params)
+    return MRFLoss(feats, weights, params, seed, balanced)
 
 
 def mrf(inputs: dict[str, Sequence[torch.Tensor]], params: MRFParams, vgg: VGGFeatures, seed: int) -> TaskOutput:
@@ -118,7 +145,8 @@ def mrf(inputs: dict[str, Sequence[torch.Tensor]], params: MRFParams, vgg: VGGFe
 
     def objective_for(octave_size: tuple[int, int]):
         factor = params.exemplar_scale * octave_size[0] / size[0]
-        loss = _exemplar_loss(vgg, scale_by(exemplar, factor, min_side=16), params, weights)
+        balanced = balanced_octave(params.matching, len(losses), params.octaves)
+        loss = _exemplar_loss(vgg, scale_by(exemplar, factor, min_side=16), params, weights, seed + len(losses), balanced)
         losses.append(loss)
 
         return Objective(lambda x: with_tv(loss(vgg(x, params.layers)), x, params), loss.refresh)
@@ -144,9 +172,13 @@ def mrf_style(inputs: dict[str, Sequence[torch.Tensor]], params: MRFStyleParams,
     weights = normalized_weights(params.layers, params.layer_weights)
     layers = list(dict.fromkeys([*params.layers, params.content_layer]))
 
+    octave = iter(range(params.octaves))
+
     def objective_for(octave_size: tuple[int, int]):
         side = max(octave_size) * params.style_scale
-        mrf_loss = _exemplar_loss(vgg, scale_by(style_image, side / max(style_image.shape[-2:]), 16), params, weights)
+        index = next(octave)
+        mrf_loss = _exemplar_loss(vgg, scale_by(style_image, side / max(style_image.shape[-2:]), 16), params, weights,
+                                  seed + index, balanced_octave(params.matching, index, params.octaves))
         with torch.no_grad():
             target = vgg(resize(content, octave_size), [params.content_layer])[params.content_layer]
         content_loss = ContentLoss(params.content_layer, target)

@@ -68,3 +68,93 @@ def nearest_patches(
             chunk //= 2
             if q.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def top_candidates(query: torch.Tensor, keys: torch.Tensor, count: int, chunk: int,
+                   excluded: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The ``count`` most similar rows of ``keys`` (normalized) for each row of ``query``, best
+    first, skipping keys where ``excluded`` is true. Chunked over keys like nearest_patches."""
+    q = F.normalize(query, dim=1)
+    count = min(count, keys.shape[0])
+    while True:
+        try:
+            best = torch.full((q.shape[0], 0), -float("inf"), device=q.device, dtype=q.dtype)
+            index = torch.zeros((q.shape[0], 0), dtype=torch.long, device=q.device)
+            for start in range(0, keys.shape[0], chunk):
+                scores = q @ keys[start : start + chunk].T  # (N, chunk)
+                if excluded is not None:
+                    scores.masked_fill_(excluded[None, start : start + chunk], -float("inf"))
+                top = scores.topk(min(count, scores.shape[1]), dim=1)
+                best, order = torch.cat([best, top.values], 1).topk(min(count, best.shape[1] + top.values.shape[1]), 1)
+                index = torch.cat([index, top.indices + start], 1).gather(1, order)
+                del scores
+            return best, index, chunk
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            if not is_out_of_memory(exc) or chunk <= 1:
+                raise
+            chunk //= 2
+            if q.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def sample_capacity(queries: int, keys: int, generator: torch.Generator) -> torch.Tensor:
+    """How many image patches each exemplar patch may take so that the targets are a uniform
+    sample of the exemplar's patches, as many as there are image patches: every key
+    ``queries // keys`` times, plus once more for a random ``queries % keys`` of them."""
+    capacity = torch.full((keys,), queries // keys, dtype=torch.long)
+    capacity[torch.randperm(keys, generator=generator)[: queries % keys]] += 1
+    return capacity
+
+
+def balanced_patches(query: torch.Tensor, keys: torch.Tensor, capacity: torch.Tensor, chunk: int = 4096,
+                     candidates: int = 64, max_rounds: int = 200) -> Match:
+    """Assign each image patch an exemplar patch, most similar pairs first, using no exemplar patch
+    more than ``capacity`` times (capacities sum to the number of image patches, so every unit is
+    used: the targets keep the exemplar's patch distribution, a background-dominated exemplar
+    included). ``keys`` are normalized rows. Greedy in rounds: every unassigned patch proposes its
+    best key with room among its ``candidates`` nearest; each key accepts its most similar
+    proposals up to its room; patches whose candidates are all full look again among the keys
+    with room. Past ``max_rounds`` the rest take their nearest key with room, and may overfill."""
+    n = query.shape[0]
+    room = capacity.to(query.device).clone()
+    assigned = torch.full((n,), -1, dtype=torch.long, device=query.device)
+    score = torch.zeros(n, dtype=query.dtype, device=query.device)
+    cand_score, cand_index, chunk = top_candidates(query, keys, candidates, chunk)
+    for _ in range(max_rounds):
+        active = (assigned < 0).nonzero().squeeze(1)
+        if active.numel() == 0:
+            break
+        open_ = room[cand_index[active]] > 0
+        stuck = ~open_.any(dim=1)
+        if stuck.any():  # every candidate is full: look among the keys that still have room
+            rows = active[stuck]
+            s, i, chunk = top_candidates(query[rows], keys, candidates, chunk, excluded=room <= 0)
+            cand_score[rows], cand_index[rows] = s, i
+            open_[stuck] = (room[i] > 0) & s.isfinite()  # -inf: fewer keys with room than candidates
+        # Patches that want the same key spread over their open candidates by their rank among its
+        # suitors (identical patches, as in a flat region, would otherwise fill one key per round).
+        first = cand_index[active, open_.float().argmax(dim=1)]
+        suitor = _rank_within(first, cand_score[active, 0])
+        nth = suitor % open_.sum(dim=1)
+        pick = (open_ & (open_.cumsum(dim=1) == (nth + 1)[:, None])).float().argmax(dim=1)
+        key = cand_index[active, pick]
+        sim = cand_score[active, pick]
+        rank = _rank_within(key, sim)
+        accept = (rank < room[key]).nonzero().squeeze(1)
+        assigned[active[accept]] = key[accept]
+        score[active[accept]] = sim[accept]
+        room -= torch.bincount(key[accept], minlength=room.numel())
+    rest = (assigned < 0).nonzero().squeeze(1)
+    if rest.numel():
+        s, i, chunk = top_candidates(query[rest], keys, 1, chunk, excluded=room <= 0 if (room > 0).any() else None)
+        assigned[rest], score[rest] = i[:, 0], s[:, 0]
+    return Match(assigned, score, chunk)
+
+
+def _rank_within(group: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Each element's rank (0 = largest ``value``) among the elements with the same ``group``."""
+    order = torch.argsort(value, descending=True, stable=True)
+    order = order[torch.argsort(group[order], stable=True)]
+    sorted_group = group[order]
+    rank_sorted = torch.arange(order.numel(), device=group.device) - torch.searchsorted(sorted_group, sorted_group)
+    return torch.empty_like(rank_sorted).scatter_(0, order, rank_sorted)

@@ -62,3 +62,25 @@ def texture_score(output: torch.Tensor, exemplar: torch.Tensor, scales: Sequence
         reference = sliced_distance(noise, exemplar, k, seed)
         ratios.append(sliced_distance(output, exemplar, k, seed) / max(reference, 1e-12))
     return round(sum(ratios) / len(ratios), 4) if ratios else float("nan")
+
+
+def colour_coverage(output: torch.Tensor, exemplar: torch.Tensor, bins: int = 8, floor: float = 0.002) -> float:
+    """Share of the exemplar's colours that the output has: the RGB cube cut into ``bins``^3 cells,
+    a cell counts if it holds at least ``floor`` of the exemplar's pixels and any output pixel. A
+    blank render of a dotted exemplar covers the background's cell only; the exemplar covers 1."""
+    def cells(image: torch.Tensor) -> torch.Tensor:
+        q = (image.detach().cpu().float().clamp(0, 1) * (bins - 1e-6)).long()[0]  # (3, H, W)
+        index = (q[0] * bins + q[1]) * bins + q[2]
+        return torch.bincount(index.flatten(), minlength=bins ** 3).float()
+    wanted = cells(exemplar) / exemplar[0, 0].numel() >= floor
+    return round(float((cells(output)[wanted] > 0).float().mean()), 4)
+
+
+def copy_distance(output: torch.Tensor, exemplar: torch.Tensor, window: int = 16, stride: int = 4) -> float:
+    """How far the output is from a verbatim copy: for each ``window``-side output window (every
+    ``stride`` px), the mean absolute difference to the closest exemplar window (any position), in
+    8-bit levels; the minimum over windows, so one pasted region shows. 0 = a region copied exactly."""
+    out = F.unfold(output.detach().cpu().float(), window, stride=stride)[0].T
+    ex = F.unfold(exemplar.detach().cpu().float(), window, stride=1)[0].T
+    best = torch.cat([torch.cdist(part, ex, p=1).min(dim=1).values for part in out.split(256)])
+    return round(float(best.min()) / out.shape[1] * 255, 3)

@@ -35,6 +35,11 @@ def pebbles() -> torch.Tensor:
 
 
 @pytest.fixture(scope="session")
+def dots() -> torch.Tensor:
+    return load_image(str(DATA / "textures" / "dots.png"))
+
+
+@pytest.fixture(scope="session")
 def content_image() -> torch.Tensor:
     return load_image(str(DATA / "content" / "golden_gate.jpg"))
 

@@ -26,8 +26,14 @@ class MRFParams(ExemplarParams, OptimParams):
     center_features: bool = param(True, help="match on features centred by the exemplar mean (Pearson, not raw "
                                              "cosine)")
     noise: float = param(0.05, min=0, help="std of noise injected into each upsampled octave start")
-    repetition_penalty: float = param(0.1, min=0, help="subtract penalty x (uses / expected uses) from a patch's "
-                                                       "match score")
+    matching: str = param("balanced-coarse", choices=("balanced-coarse", "balanced", "nearest"),
+                          help="nearest: each patch takes its most similar exemplar patch (paper); balanced: a "
+                               "uniform sample of the exemplar's patches, each used once, so a sparse exemplar's "
+                               "elements keep their share (ours); balanced-coarse: balanced except the finest "
+                               "octave, which refines with nearest",
+                          paper="nearest")
+    repetition_penalty: float = param(0.1, min=0, help="nearest matching: subtract penalty x (uses / expected uses) "
+                                                       "from a patch's match score")
     tv_weight: float = param(1.0, min=0, help="total-variation smoothing (the reference code adds one; 1.0 on "
                                               "our normalized losses was tuned with random weights)")
 
