@@ -3,6 +3,7 @@
   python -m bench --sizes 256 512 1024 --iterations 100          # tasks on this device
   python -m bench --sizes 64 128 --pipeline --tasks 4              # + the pipeline against direct runs
                                                                    #   and 2 actors against 1
+  python -m bench --quality                                        # output quality of every texture kind
 """
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ def _table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--quality" in argv:  # its own options: texfarm bench --quality --help
+        from .quality_bench import main as quality_main
+
+        return quality_main(argv)
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--iterations", type=int, default=50)

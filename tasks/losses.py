@@ -91,3 +91,14 @@ def total_variation(image: torch.Tensor, circular: bool = False) -> torch.Tensor
         dx = image[..., :, 1:] - image[..., :, :-1]
         dy = image[..., 1:, :] - image[..., :-1, :]
     return dx.pow(2).mean(dim=(1, 2, 3)) + dy.pow(2).mean(dim=(1, 2, 3))
+
+
+def diversity_loss(features: torch.Tensor) -> torch.Tensor:
+    """Ulyanov et al. 2017's diversity term: minus the mean distance from each image's features
+    (B, C, H, W) to the closest other image's in the batch, in RMS units per element. Adding it
+    with a positive weight pushes a generator's samples apart (against mode collapse); it needs a
+    batch of at least 2."""
+    flat = features.flatten(1)
+    distance = torch.cdist(flat, flat) / flat.shape[1] ** 0.5
+    distance = distance + torch.diag(torch.full((flat.shape[0],), float("inf"), device=flat.device))
+    return -distance.min(dim=1).values.mean()

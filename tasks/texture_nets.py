@@ -19,7 +19,7 @@ from .common import TaskOutput
 from .generator import TextureGenerator, load_generator, save_generator
 from .imageio import encode_png
 from .imageops import resize, scale_by, scale_to_long_side
-from .losses import ContentLoss, GramLoss, normalized_weights
+from .losses import ContentLoss, GramLoss, diversity_loss, normalized_weights
 from .params import parse_size
 from .kinds.generate import GenerateParams
 from .kinds.stylize import StylizeParams
@@ -129,9 +129,19 @@ def train_texture_net(inputs: dict[str, Sequence[torch.Tensor]], params: Texture
     exemplar = scale_by(inputs["inputs"][0].to(device), params.exemplar_scale, min_side=16)
     with torch.no_grad():
         gram_loss = GramLoss.from_features([vgg(exemplar, params.layers)], normalized_weights(params.layers, params.layer_weights))
+    if params.diversity_weight and params.batch_size < 2:
+        raise ValueError("diversity_weight needs batch_size >= 2: the term compares the samples of a batch")
+    layers = list(dict.fromkeys([*params.layers, params.diversity_layer])) if params.diversity_weight else params.layers
+
+    def loss(images: torch.Tensor, _) -> torch.Tensor:
+        features = vgg(images, layers)
+        total = gram_loss.per_image(features).mean()
+        if params.diversity_weight:
+            total = total + params.diversity_weight * diversity_loss(features[params.diversity_layer])
+        return total
+
     trainer = _Trainer(model, params, seed, checkpoints, device)
-    stats = trainer.run(lambda images, _: gram_loss.per_image(vgg(images, params.layers)).mean(),
-                        lambda step: (model.noise(params.batch_size, size, _step_seed(seed, step), device), None))
+    stats = trainer.run(loss, lambda step: (model.noise(params.batch_size, size, _step_seed(seed, step), device), None))
     return _output(trainer, size, seed, stats)
 
 

@@ -30,3 +30,33 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
     goals = text.split("## The performance goals against this run")[1]
     goal_lines = [line for line in goals.splitlines() if line.startswith("| ")][1:]  # below the header
     assert len(goal_lines) == 3 and all(line.endswith("| no |") for line in goal_lines), goal_lines
+
+
+def test_quality_benchmark_runs_at_a_tiny_size(tmp_path):
+    """`texfarm bench --quality`: every texture kind (and the baselines) on every shipped texture plus
+    the sparse exemplar gets a row, and the picture sheet has a row per texture."""
+    from PIL import Image
+
+    table, sheet = tmp_path / "quality.md", tmp_path / "sheet.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "bench", "--quality", "--size", "32", "--exemplar-side", "48",
+         "--iterations", "3", "--train-steps", "2", "--net-variants", "--sparse", "--tile", "40",
+         "--output", str(table), "--sheet", str(sheet)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split(" | ") for line in table.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    header, rows = rows[0], rows[1:]
+    textures = {row[0].lstrip("| ") for row in rows}
+    assert textures == {"pebbles.jpg", "water.jpg", "red_peppers.jpg", "dots.png", "dots on white 2x"}
+    methods = {row[1] for row in rows}
+    assert {"gatys", "mrf", "mrf (nearest, paper)", "swd", "texture net", "texture net + instance norm",
+            "texture net + instance norm + diversity", "baseline: crop", "baseline: noise"} <= methods
+    assert len(rows) == len(textures) * len(methods)
+    quality = header.index("quality")
+    for texture in textures:
+        score = {row[1]: float(row[quality]) for row in rows if row[0].lstrip("| ") == texture}
+        assert score["baseline: crop"] < score["baseline: noise"], (texture, score)
+    copy = header.index("copy_distance")
+    assert all(row[copy].strip() for row in rows if row[1].startswith("mrf"))  # the verbatim-copy check ran
+    width, height = Image.open(sheet).size
+    assert height == len(textures) * (40 + 16) and width >= 8 * 40

@@ -101,3 +101,28 @@ def test_stylizer_trains_and_stylizes_in_one_pass(vgg, content_image, starry, pe
     out = stylize({"generator": [trained.files[".safetensors"]], "content": [content_image]},
                   StylizeParams(size=64), vgg, 0)
     assert out.images[0].shape == (1, 3, 48, 64)  # the content's 4:3 aspect, sides multiples of 4
+
+
+def test_diversity_term_rewards_samples_that_differ():
+    from tasks.losses import diversity_loss
+
+    same = torch.randn(1, 8, 4, 4).repeat(3, 1, 1, 1)
+    apart = torch.randn(3, 8, 4, 4)
+    assert float(diversity_loss(same)) == 0.0
+    assert float(diversity_loss(apart)) < -0.5
+    # Its gradient moves two nearly equal samples away from each other.
+    pair = torch.stack([torch.zeros(8, 4, 4), torch.full((8, 4, 4), 0.01)]).requires_grad_()
+    diversity_loss(pair).backward()
+    before, after = pair.detach(), pair.detach() - pair.grad
+    assert float((after[1] - after[0]).norm()) > float((before[1] - before[0]).norm())
+
+
+def test_diversity_weight_needs_a_batch_of_two(vgg, pebbles):
+    import pytest
+
+    params = TextureNetParams(size=32, iterations=1, batch_size=1, diversity_weight=0.1, scales=2)
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        train_texture_net({"inputs": [pebbles[..., :64, :64]]}, params, vgg, 0)
+    params = TextureNetParams(size=32, iterations=2, batch_size=2, diversity_weight=0.1, scales=2, samples=1)
+    out = train_texture_net({"inputs": [pebbles[..., :64, :64]]}, params, vgg, 0)
+    assert out.record["iterations"] == 2

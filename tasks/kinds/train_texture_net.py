@@ -23,6 +23,10 @@ class TextureNetParams:
                          "(circular: tileable textures)", paper="zeros")
     norm: str = param("batch", choices=("batch", "instance"), help="normalization in the generator",
                       paper="batch (2017: instance)")
+    diversity_weight: float = param(0.0, min=0, help="weight of the diversity term (minus the distance between "
+                                    "samples' diversity_layer features; needs batch_size >= 2)",
+                                    paper="2017 paper: used with instance norm")
+    diversity_layer: str = param("relu4_1", choices=LAYER, help="VGG19 layer of the diversity term")
     layers: list[str] = param(GATYS_TEXTURE_LAYERS, choices=LAYER, help="VGG19 layers of the Gram loss")
     layer_weights: Optional[list[float]] = layer_weights_param()
     exemplar_scale: float = param(1.0, above=0, max=16, help="resize the exemplar first")
