@@ -11,15 +11,15 @@ from PIL import Image, ImageDraw
 
 from tasks.imageio import encode_png, load_image
 from tasks.mrf import mrf
-from tasks.kinds.mrf import MRFParams
+from tasks.kinds.mrf import RANDOM_WEIGHTS, MRFParams
 from tasks.vgg import VGGFeatures
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
-    "all off": dict(center_features=False, noise=0.0, repetition_penalty=0.0),
-    "+ centred features": dict(center_features=True, noise=0.0, repetition_penalty=0.0),
-    "+ octave noise 0.05": dict(center_features=False, noise=0.05, repetition_penalty=0.0),
-    "+ repetition penalty 0.1": dict(center_features=False, noise=0.0, repetition_penalty=0.1),
+    "all off": dict(matching="nearest", center_features=False, noise=0.0, repetition_penalty=0.0),
+    "+ centred features": dict(matching="nearest", center_features=True, noise=0.0, repetition_penalty=0.0),
+    "+ octave noise 0.05": dict(matching="nearest", center_features=False, noise=0.05, repetition_penalty=0.0),
+    "+ repetition penalty 0.1": dict(matching="nearest", center_features=False, noise=0.0, repetition_penalty=0.1),
     "defaults (all on)": dict(),
 }
 
@@ -42,7 +42,7 @@ def main(size: int = 160, iterations: int = 90) -> int:
     rows = ["| variant | distinct relu3_1 patches | distinct relu4_1 patches | copy distance | final loss |",
             "|---|---|---|---|---|"]
     for name, overrides in VARIANTS.items():
-        out = mrf({"inputs": [exemplar]}, MRFParams(size=size, iterations=iterations, octaves=2, **overrides), vgg, 0)
+        out = mrf({"inputs": [exemplar]}, MRFParams(**RANDOM_WEIGHTS, size=size, iterations=iterations, octaves=2, **overrides), vgg, 0)
         tiles.append(out.images[0])
         used = out.record["distinct_patches"]
         rows.append(f"| {name} | {used['relu3_1']} | {used['relu4_1']} | "

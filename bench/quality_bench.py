@@ -84,7 +84,9 @@ def render(method: Method, exemplar: torch.Tensor, vgg: VGGFeatures, seed: int) 
     """The method's texture for ``exemplar`` and the seconds it took (training included)."""
     kind = KINDS[method.kind]
     clock = time.perf_counter()
-    out: TaskOutput = kind.function()({"inputs": [exemplar]}, build_params(kind.params, method.params), vgg, seed)
+    preset = kind.preset("random-weights") if vgg.weights == "random" and "random-weights" in kind.presets else {}
+    params = build_params(kind.params, {**preset, **method.params})
+    out: TaskOutput = kind.function()({"inputs": [exemplar]}, params, vgg, seed)
     if method.kind == "train_texture_net":  # then one texture from the trained generator
         gen_kind = KINDS["generate"]
         gen_params = build_params(gen_kind.params, {"size": method.params["size"]})

@@ -89,10 +89,10 @@ def matching_row(device: torch.device, queries: int, exemplar_patches: int, dim:
 
 def mrf_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterations: int) -> dict:
     from tasks.mrf import mrf
-    from tasks.kinds.mrf import MRFParams
+    from tasks.kinds.mrf import RANDOM_WEIGHTS, MRFParams
 
-    params = MRFParams(size=size, iterations=iterations, octaves=1)
-    mrf({"inputs": [exemplar]}, MRFParams(size=size, iterations=2, octaves=1), vgg, 0)  # warm-up
+    params = MRFParams(**RANDOM_WEIGHTS, size=size, iterations=iterations, octaves=1)
+    mrf({"inputs": [exemplar]}, MRFParams(**RANDOM_WEIGHTS, size=size, iterations=2, octaves=1), vgg, 0)  # warm-up
     sync(vgg.device)
     start = time.perf_counter()
     record = mrf({"inputs": [exemplar]}, params, vgg, 0).record

@@ -74,6 +74,10 @@ def _add_kind_parser(kinds, kind) -> None:
                                                                   "(default: imagenet)")
         parser.add_argument("--pooling", choices=("avg", "max"), default="avg", help="VGG19 pooling (default: avg)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    if kind.presets:
+        parser.add_argument("--preset", choices=sorted(kind.presets),
+                            help="start from a named set of parameter values (the defaults are for ImageNet "
+                                 "weights): " + "; ".join(f"{name}: {values}" for name, values in kind.presets.items()))
     for info in param_info(kind.params).values():
         kind_type, nargs = _option_type(info.type)
         text = f"{info.help} (default: {info.default})"
@@ -158,7 +162,8 @@ def _render(args: argparse.Namespace) -> int:
     storage = Storage(StorageConfig())
     kind = get_kind(args.kind)
     given = vars(args)
-    params = build_params(kind.params, {k: given[k] for k in param_info(kind.params) if given.get(k) is not None})
+    params = build_params(kind.params, {**kind.preset(given.get("preset")),
+                                        **{k: given[k] for k in param_info(kind.params) if given.get(k) is not None}})
     roles = {}
     for role in (kind.fanout, *kind.shared):
         value = given[ROLE_ARGS.get(role, role)]

@@ -37,7 +37,7 @@ CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", 
                 "restart_timeout", "start_timeout"}
 MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last", "compile"}
 LIMIT_KEYS = {"max_size", "max_input_pixels", "max_tasks"}
-JOB_KEYS = {"name", "kind", "seeds", "params", "sweep", "format", "quality"}
+JOB_KEYS = {"name", "kind", "seeds", "params", "preset", "sweep", "format", "quality"}
 IMAGE_FORMATS = ("png", "png16", "jpeg", "webp")  # tasks/imageio.py FORMATS
 
 
@@ -350,6 +350,10 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
     if not isinstance(params, dict):
         v.add(path + ("params",), "must be a mapping of parameter names to values")
         params = {}
+    try:  # a preset's values first; the job's own params override them
+        params = {**kind.preset(job.get("preset")), **params}
+    except ValueError as exc:
+        v.add(path + ("preset",), f"{exc}; or remove the key (the defaults are for ImageNet weights)")
     params = _check_params(v, kind, params, path + ("params",), max_size)
     image = _image_format(v, job, path)
     combos = _sweep(v, kind, job.get("sweep"), path + ("sweep",), max_size)

@@ -13,7 +13,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 Size = Union[int, str, list]
 MISSING = dataclasses.MISSING
@@ -48,9 +48,21 @@ class Kind:
     produces: tuple[str, ...] = (".png",)  # files each task writes beside its record
     reports_loss: bool = True  # whether its record carries loss_start / loss_end (the report shows them)
     reports_quality: bool = False  # whether its record carries `quality` (tasks/quality.py) against its exemplar
+    # Named sets of parameter values, chosen by a job's `preset:` or `render --preset`; the defaults are
+    # stated for ImageNet weights, and a value that only random weights need lives in "random-weights".
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def function(self, which: str = "run") -> Callable:
         return _import(getattr(self, which))
+
+    def preset(self, name: Optional[str]) -> dict[str, Any]:
+        """The values of preset ``name`` (none for None); a clear error naming the known ones."""
+        if name is None:
+            return {}
+        if name not in self.presets:
+            known = ", ".join(sorted(self.presets)) or "none"
+            raise ValueError(f"kind '{self.name}' has no preset {name!r}; its presets: {known}")
+        return dict(self.presets[name])
 
 
 @lru_cache(maxsize=None)

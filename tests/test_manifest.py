@@ -118,3 +118,34 @@ def test_a_broken_top_level_section_does_not_hide_the_jobs_problems(tmp_path, to
     assert any("jobs[0].params.iterations" in p for p in problems), problems
     assert any(p.split(": ", 2)[1].split(".")[0].split("[")[0] in ("cluster", "storage", "model", "limits", "bogus")
                for p in problems), problems
+
+
+MRF_JOB = f"""\
+name: demo
+output: out
+model: {{weights: random}}
+jobs:
+  - name: dots
+    kind: mrf
+    inputs: {DATA}/textures/dots.png
+    PRESET
+    params: {{size: 64, iterations: 10}}
+"""
+
+
+def test_a_preset_sets_its_values_and_the_jobs_params_win(tmp_path):
+    """Defaults are for ImageNet weights; `preset: random-weights` brings the values random weights
+    need, in the task's params (so in its id), and a value the job names itself overrides it."""
+    plain = parse_manifest(_write(tmp_path, MRF_JOB.replace("PRESET", ""), "a.yaml")).tasks[0]
+    preset = parse_manifest(_write(tmp_path, MRF_JOB.replace("PRESET", "preset: random-weights"), "b.yaml")).tasks[0]
+    assert "tv_weight" not in plain.params and preset.params["tv_weight"] == 1.0
+    assert preset.task_id != plain.task_id
+    own = MRF_JOB.replace("PRESET", "preset: random-weights").replace("iterations: 10", "iterations: 10, tv_weight: 0.5")
+    assert parse_manifest(_write(tmp_path, own, "c.yaml")).tasks[0].params["tv_weight"] == 0.5
+
+
+def test_an_unknown_preset_names_the_kinds_presets(tmp_path):
+    problems = _problems(tmp_path, MRF_JOB.replace("PRESET", "preset: random"))
+    assert any("preset" in p and "random-weights" in p and "'random'" in p for p in problems), problems
+    problems = _problems(tmp_path, GOOD.replace("    seeds: 3\n", "    seeds: 3\n    preset: random-weights\n"))
+    assert any("kind 'texture' has no preset" in p and "none" in p for p in problems), problems

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from tasks.mrf import augmented, mrf, mrf_style
-from tasks.kinds.mrf import MRFParams
+from tasks.kinds.mrf import RANDOM_WEIGHTS, MRFParams
 from tasks.kinds.mrf_style import MRFStyleParams
 from tasks.patches import balanced_patches, extract_patches, nearest_patches, sample_capacity
 
@@ -88,7 +88,7 @@ def _copy_distance(output, exemplar, window=16):
 
 def test_mrf_loss_falls_and_output_is_not_a_verbatim_copy(vgg, pebbles):
     exemplar = _small(pebbles, 128)
-    out = mrf({"inputs": [exemplar]}, MRFParams(size=96, iterations=60, octaves=2), vgg, 0)
+    out = mrf({"inputs": [exemplar]}, MRFParams(**RANDOM_WEIGHTS, size=96, iterations=60, octaves=2), vgg, 0)
     record = out.record
     assert out.images[0].shape == (1, 3, 96, 96)
     assert record["loss_end"] < 0.7 * record["loss_start"], record
@@ -100,7 +100,7 @@ def test_repetition_penalty_uses_more_distinct_exemplar_patches(vgg, pebbles):
     exemplar = _small(pebbles, 128)
     used = {}
     for penalty in (0.0, 0.1):
-        params = MRFParams(size=96, iterations=60, octaves=2, matching="nearest", repetition_penalty=penalty)
+        params = MRFParams(**RANDOM_WEIGHTS, size=96, iterations=60, octaves=2, matching="nearest", repetition_penalty=penalty)
         used[penalty] = mrf({"inputs": [exemplar]}, params, vgg, 0).record["distinct_patches"]
     assert used[0.1]["relu3_1"] > 1.2 * used[0.0]["relu3_1"], used
 
@@ -115,7 +115,7 @@ def test_augmentation_adds_rotated_and_scaled_copies(pebbles):
 
 def test_mrf_tileable_and_seeded(vgg, pebbles):
     exemplar = _small(pebbles, 96)
-    params = MRFParams(size=64, iterations=20, octaves=1, tileable=True)
+    params = MRFParams(**RANDOM_WEIGHTS, size=64, iterations=20, octaves=1, tileable=True)
     a = mrf({"inputs": [exemplar]}, params, vgg, 3).images[0]
     b = mrf({"inputs": [exemplar]}, params, vgg, 3).images[0]
     c = mrf({"inputs": [exemplar]}, params, vgg, 4).images[0]
@@ -123,7 +123,7 @@ def test_mrf_tileable_and_seeded(vgg, pebbles):
 
 
 def test_mrf_style_keeps_content_and_lowers_its_loss(vgg, content_image, starry):
-    params = MRFStyleParams(size=96, iterations=30, octaves=1)
+    params = MRFStyleParams(**RANDOM_WEIGHTS, size=96, iterations=30, octaves=1)
     out = mrf_style({"content": [content_image], "style": [starry]}, params, vgg, 0)
     assert out.images[0].shape[-1] == 96
     assert out.record["loss_end"] < out.record["loss_start"]
@@ -184,7 +184,7 @@ def test_mrf_on_a_sparse_exemplar_keeps_its_elements(vgg, dots):
     and the default until now) gives every patch to the background: a blank render (std 0.0007,
     no pixel below 0.7, measured with these settings). The balanced default keeps dots."""
     exemplar = _sparse_dots(dots, 208)
-    out = mrf({"inputs": [exemplar]}, MRFParams(size=128, iterations=150), vgg, 0)
+    out = mrf({"inputs": [exemplar]}, MRFParams(**RANDOM_WEIGHTS, size=128, iterations=150), vgg, 0)
     image = out.images[0]
     inked = image[0].min(dim=0).values < 0.7  # clearly not background
     assert inked.float().mean() > 0.02 and image.std() > 0.05, (inked.float().mean(), image.std())

@@ -43,6 +43,9 @@ def table(kind_name: str) -> str:
     for info in param_info(kind.params).values():
         paper = "" if info.paper is MISSING else str(info.paper)
         lines.append(f"| `{info.name}` | `{yaml_text(info.default)}` | {_allowed(info)} | {info.help} | {paper} |")
+    for name, values in kind.presets.items():
+        shown = ", ".join(f"`{key}: {yaml_text(value)}`" for key, value in values.items())
+        lines += ["", f"Preset `{name}` (`preset: {name}` in a job, `--preset {name}` for render): {shown}."]
     return "\n".join(lines + ["", "<!-- /params -->"])
 
 

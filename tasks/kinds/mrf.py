@@ -34,9 +34,14 @@ class MRFParams(ExemplarParams, OptimParams):
                           paper="nearest")
     repetition_penalty: float = param(0.1, min=0, help="nearest matching: subtract penalty x (uses / expected uses) "
                                                        "from a patch's match score")
-    tv_weight: float = param(1.0, min=0, help="total-variation smoothing (the reference code adds one; 1.0 on "
-                                              "our normalized losses was tuned with random weights)")
+    tv_weight: float = param(0.001, min=0, help="total-variation smoothing (random weights need far more: the "
+                                                "random-weights preset)", paper="alpha_2 = 1e-3")
 
+
+# Measured on the shipped textures with seeded random weights: their features are noisier, and without
+# strong smoothing the render is speckled (docs/quality.md).
+RANDOM_WEIGHTS = {"tv_weight": 1.0}
 
 KIND = Kind("mrf", "Li & Wand (CNNMRF) patch-based texture synthesis", MRFParams, run="tasks.mrf:mrf",
-            fanout="inputs", reports_quality=True)
+            fanout="inputs", reports_quality=True,
+            presets={"random-weights": RANDOM_WEIGHTS})

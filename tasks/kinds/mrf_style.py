@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..kind import Kind, Size, param
 from ..params import LAYER
-from .mrf import MRFParams
+from .mrf import RANDOM_WEIGHTS, MRFParams
 
 
 @dataclass
@@ -20,4 +20,4 @@ class MRFStyleParams(MRFParams):
 
 
 KIND = Kind("mrf_style", "Li & Wand (CNNMRF) style transfer", MRFStyleParams, run="tasks.mrf:mrf_style",
-            fanout="content", shared=("style",))
+            fanout="content", shared=("style",), presets={"random-weights": RANDOM_WEIGHTS})
