@@ -41,6 +41,14 @@ SHEET_TILES = 256  # tiles per contact sheet: 8 x 32 thumbnails, about 1.3 x 5 k
 PAGE_CARDS = 500  # tasks per job page: a 100,000-task job is 200 pages of ~0.5 MB, each quick to open
 PREVIEW = 8  # cards of each job on the index page
 POOR_QUALITY = 1.0  # a quality score above this is further from the exemplar than noise: flagged red
+# ... or a render with under this share of the exemplar's colours: the score is lenient with a blank
+# render of a background-dominated exemplar (0.66 for blank dots), its colour coverage is not (0.14).
+POOR_COVERAGE = 0.3
+
+
+def _poor(row: dict) -> bool:
+    quality, coverage = row.get("quality"), row.get("colour_coverage")
+    return (quality is not None and quality > POOR_QUALITY) or (coverage is not None and coverage < POOR_COVERAGE)
 
 def _thumbnail(data: bytes, tile: bool, name: str = "image") -> Image.Image:
     image = decode_rgb(data, name=name)  # the tasks' decoder: EXIF rotation, alpha over white, bit depth
@@ -143,7 +151,9 @@ def _card(row: dict, entry: dict, varying: list[str], root: str, id_attr: str = 
     quality = row.get("quality")
     if quality is not None:  # tasks/quality.py: 0 like the exemplar, 1 like noise; above 1 worse than noise
         secs += f' · <span class="quality" title="distance to the exemplar; 1 = colour-matched noise">q {quality:.2f}</span>'
-    poor = " poor" if quality is not None and quality > POOR_QUALITY else ""
+    if row.get("colour_coverage") is not None:
+        secs += f' · <span title="share of the exemplar\'s colours in the render">colours {row["colour_coverage"]:.0%}</span>'
+    poor = " poor" if _poor(row) else ""
     tiled = ' <span class="tag">2x2 tiled</span>' if entry.get("tiled") else ""
     return (f'<figure class="card{poor}" {id_attr}="{task}" title="{title}">'
             f'<a href="{root}../{html.escape(row["job"])}/{html.escape(_file_name(row))}"><img loading="lazy" '
@@ -175,7 +185,7 @@ def _job_summary(job: str, rows: list[dict], pages: int, root: str) -> str:
     median_s = f"{statistics.median(secs):.2f}" if secs else "-"
     median_loss = f"{statistics.median(losses):.4g}" if losses else "-"
     scores = [r["quality"] for r in done if r.get("quality") is not None]
-    quality = (f"{statistics.median(scores):.2f} ({sum(q > POOR_QUALITY for q in scores)} poor)" if scores else "-")
+    quality = (f"{statistics.median(scores):.2f} ({sum(map(_poor, done))} poor)" if scores else "-")
     name = html.escape(job)
     links = " ".join(f'<a href="{root}{_page_path(name, n)}">{n}</a>' for n in range(1, pages + 1))
     return ('<table class="summary"><tr><th>kind</th><th>done</th><th>failed</th><th>median seconds</th>'

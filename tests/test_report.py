@@ -246,3 +246,14 @@ def test_reading_the_output_root_as_a_dataset_finds_only_renders(report_run):
     rows = pq.read_table(root / "catalog.parquet").to_pylist()
     assert images == {Path(r["output_uri"]) for r in rows if r["status"] == "done"}
     assert list((root / "_report").rglob("*.jpg"))  # the thumbnails are there, out of the way
+
+
+def test_a_blank_or_noisy_render_is_flagged_poor():
+    """The quality score is lenient with a blank render of a background-dominated exemplar (0.66 for
+    the dots on white), so the report also flags a render with few of the exemplar's colours."""
+    from pipelines.report import _poor
+
+    assert _poor({"quality": 1.3, "colour_coverage": 0.9})  # further from the exemplar than noise
+    assert _poor({"quality": 0.66, "colour_coverage": 0.14})  # the blank dots render, measured
+    assert not _poor({"quality": 0.08, "colour_coverage": 1.0})  # the balanced MRF's dots, measured
+    assert not _poor({"quality": None, "colour_coverage": None})  # kinds without an exemplar
