@@ -70,13 +70,16 @@ def sparse_exemplar(image: torch.Tensor) -> torch.Tensor:
 
 
 def exemplars(folders: list[Path], side: int, sparse: bool) -> dict[str, torch.Tensor]:
+    """Every image of the folders, scaled to ``side`` on its long side; with ``sparse``, issue 17's
+    reproduction too: the shipped dots.png at its own size on a white canvas twice as large (its
+    scale is the point: nearest matching collapses there, not on a smaller copy)."""
     out = {}
     for folder in folders:
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             image = load_image(str(path))
             out[path.name] = scale_by(image, side / max(image.shape[-2:]))
-            if sparse and path.stem == "dots":
-                out["dots on white 2x"] = sparse_exemplar(scale_by(image, side / 2 / max(image.shape[-2:])))
+    if sparse:
+        out["dots on white 2x"] = sparse_exemplar(load_image(str(ROOT / "data" / "textures" / "dots.png")))
     return out
 
 
@@ -131,7 +134,7 @@ def sheet(tiles: dict[str, list[tuple[str, torch.Tensor]]], tile: int) -> Image.
 def run(args: argparse.Namespace, log: Callable[[str], None] = lambda line: print(line, flush=True)) -> tuple[list[dict], Image.Image]:
     device = pick_device(args.device)
     vgg = VGGFeatures(args.weights, device=device)
-    folders = [Path(f) for f in args.textures] if args.textures else [ROOT / "data" / "textures"]
+    folders = [Path(f) for f in (args.textures if args.textures is not None else [ROOT / "data" / "textures"])]
     rows, tiles = [], {}
     for name, exemplar in exemplars(folders, args.exemplar_side, args.sparse).items():
         tiles[name] = [("exemplar", exemplar)]
@@ -161,8 +164,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="texfarm bench --quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quality", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--textures", nargs="+", help="folders of exemplars (default: the shipped data/textures)")
-    parser.add_argument("--sparse", action="store_true", help="also dots.png on a white canvas twice its size")
+    parser.add_argument("--textures", nargs="*", help="folders of exemplars (default: the shipped data/textures; none: only --sparse)")
+    parser.add_argument("--sparse", action="store_true", help="also data/textures/dots.png on a white canvas "
+                                                               "twice its size (not scaled)")
     parser.add_argument("--size", type=int, default=128, help="render side")
     parser.add_argument("--exemplar-side", type=int, default=192, help="exemplars are scaled to this long side")
     parser.add_argument("--iterations", type=int, default=300, help="optimizer iterations (gatys, mrf, swd)")
