@@ -55,8 +55,8 @@ def methods(size: int, iterations: int, train_steps: int, train_batch: int, net_
            "lr": 0.01, "lr_decay_every": max(1, train_steps // 3)}
     out.append(Method("texture net", "train_texture_net", net))
     if net_variants:
-        out.append(Method("texture net + instance norm", "train_texture_net", {**net, "norm": "instance"}))
-        out.append(Method("texture net + instance norm + diversity", "train_texture_net",
+        out.append(Method("texture net IN", "train_texture_net", {**net, "norm": "instance"}))
+        out.append(Method("texture net IN+div", "train_texture_net",
                           {**net, "norm": "instance", "diversity_weight": 0.1}))
     return out
 
@@ -124,7 +124,8 @@ def sheet(tiles: dict[str, list[tuple[str, torch.Tensor]]], tile: int) -> Image.
     for r, row in enumerate(tiles.values()):
         for c, (label, image) in enumerate(row):
             picture = Image.open(io.BytesIO(encode_png(image))).convert("RGB")
-            picture.thumbnail((tile, tile))
+            scale = tile / max(picture.size)
+            picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))))
             x, y = c * (tile + 6), r * (tile + 16)
             out.paste(picture, (x, y + 14))
             draw.text((x, y + 1), label[:24], fill="black")
@@ -172,7 +173,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--iterations", type=int, default=300, help="optimizer iterations (gatys, mrf, swd)")
     parser.add_argument("--train-steps", type=int, default=300, help="Texture Network training steps")
     parser.add_argument("--train-batch", type=int, default=2, help="Texture Network training batch")
-    parser.add_argument("--net-variants", action="store_true", help="also instance norm and the diversity term")
+    parser.add_argument("--net-variants", action="store_true", help="also instance norm (IN) and IN with the "
+                                                                      "diversity term (div), Ulyanov et al. 2017")
     parser.add_argument("--only", nargs="+", help="only the methods whose name contains one of these words")
     parser.add_argument("--weights", default="random", help="VGG19 weights (random, imagenet, a path)")
     parser.add_argument("--device")
