@@ -64,7 +64,7 @@ def gatys_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, itera
 
 def matching_row(device: torch.device, queries: int, exemplar_patches: int, dim: int, chunk: int) -> dict:
     """Patch matching against a plain matrix product of the same shape (the ceiling for the search)."""
-    from tasks.patches import nearest_patches
+    from tasks.patches import balanced_patches, nearest_patches, sample_capacity
 
     generator = torch.Generator().manual_seed(0)
     query = torch.randn(queries, dim, generator=generator).to(device)
@@ -81,10 +81,13 @@ def matching_row(device: torch.device, queries: int, exemplar_patches: int, dim:
 
     match_s = timed(lambda: nearest_patches(query, exemplar, chunk, exemplar_normalized=True))
     mm_s = timed(lambda: exemplar @ query.T)
+    capacity = sample_capacity(queries, exemplar_patches, generator)
+    balanced_s = timed(lambda: balanced_patches(query, exemplar, capacity, chunk), repeats=1)
     flops = 2.0 * queries * exemplar_patches * dim
     return {"queries": queries, "exemplar_patches": exemplar_patches, "dim": dim, "chunk": chunk,
             "matching_s": match_s, "matmul_s": mm_s, "matching_gflops": flops / match_s / 1e9,
-            "matmul_gflops": flops / mm_s / 1e9, "ratio": mm_s / match_s}
+            "matmul_gflops": flops / mm_s / 1e9, "ratio": mm_s / match_s,
+            "balanced_s": balanced_s, "balanced_over_nearest": balanced_s / match_s}
 
 
 def mrf_texture_row(vgg: VGGFeatures, exemplar: torch.Tensor, size: int, iterations: int) -> dict:
