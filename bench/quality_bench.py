@@ -140,7 +140,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda line: prin
     for name, exemplar in exemplars(folders, args.exemplar_side, args.sparse).items():
         tiles[name] = [("exemplar", exemplar)]
         for label, image in baselines(exemplar, args.size).items():
-            rows.append({"texture": name, "method": f"baseline: {label}", "seconds": 0.0, **measure(image, exemplar, False)})
+            rows.append({"texture": name, "method": f"baseline: {label}", "seconds": 0.0,
+                         **measure(image, exemplar, copies=label == "crop")})
         for method in methods(args.size, args.iterations, args.train_steps, args.train_batch, args.net_variants):
             if args.only and not any(word in method.name for word in args.only):
                 continue

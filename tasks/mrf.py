@@ -87,7 +87,7 @@ class MRFLoss:
         Nearest (the paper): each patch's most similar exemplar patch; with a repetition penalty,
         a second pass scores every exemplar patch down in proportion to how often the first pass
         used it (both passes see the same image). Its coherent neighbours give cleaner detail
-        than a forced assignment, so by default the finest octave refines with it."""
+        than a forced assignment, so by default the octaves after the coarsest refine with it."""
         keys = self.keys[layer]
         query = query - self.centre[layer]
         if self.balanced:
@@ -119,12 +119,10 @@ class MRFLoss:
 
 
 def balanced_octave(matching: str, octave: int, octaves: int) -> bool:
-    """Whether octave ``octave`` (0 = coarsest) matches by balanced assignment: ``balanced-coarse``
-    lays out the exemplar's elements at the coarse octaves and refines the finest one with nearest
-    matching (a single octave stays balanced: the layout matters most)."""
-    if matching == "balanced-coarse":
-        return octave < octaves - 1 or octaves == 1
-    return matching == "balanced"
+    """Whether octave ``octave`` (0 = coarsest) matches by balanced assignment. ``balanced-coarsest``
+    lays the exemplar's elements out at the coarsest octave, in their proportions, and the finer
+    octaves refine with nearest matching, which keeps them (measured: docs/quality.md)."""
+    return matching == "balanced" or (matching == "balanced-coarsest" and octave == 0)
 
 
 def _exemplar_loss(vgg: VGGFeatures, image: torch.Tensor, params: MRFParams, weights: Mapping[str, float],

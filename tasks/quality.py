@@ -76,11 +76,17 @@ def colour_coverage(output: torch.Tensor, exemplar: torch.Tensor, bins: int = 8,
     return round(float((cells(output)[wanted] > 0).float().mean()), 4)
 
 
-def copy_distance(output: torch.Tensor, exemplar: torch.Tensor, window: int = 16, stride: int = 4) -> float:
-    """How far the output is from a verbatim copy: for each ``window``-side output window (every
-    ``stride`` px), the mean absolute difference to the closest exemplar window (any position), in
-    8-bit levels; the minimum over windows, so one pasted region shows. 0 = a region copied exactly."""
+def copy_distance(output: torch.Tensor, exemplar: torch.Tensor, window: int = 16, stride: int = 4,
+                  flat: float = 0.02) -> float:
+    """How far the output is from a verbatim copy, in 8-bit levels: for each ``window``-side output
+    window (every ``stride`` px) with some structure (pixel std above ``flat``: a plain background
+    window matches the exemplar's trivially), the mean absolute difference to the closest exemplar
+    window at any position; the median over those windows. 0 = copied; a crop of the exemplar
+    scores 0, a new arrangement of its elements a few levels. NaN when every window is flat."""
     out = F.unfold(output.detach().cpu().float(), window, stride=stride)[0].T
+    out = out[out.std(dim=1) > flat]
+    if out.shape[0] == 0:
+        return float("nan")
     ex = F.unfold(exemplar.detach().cpu().float(), window, stride=1)[0].T
     best = torch.cat([torch.cdist(part, ex, p=1).min(dim=1).values for part in out.split(256)])
-    return round(float(best.min()) / out.shape[1] * 255, 3)
+    return round(float(best.median()) / out.shape[1] * 255, 3)

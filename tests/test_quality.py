@@ -29,3 +29,18 @@ def test_kinds_that_declare_a_quality_score_report_it(name, vgg, pebbles):
     params = kind.params(**{k: v for k, v in small.items() if k in param_info(kind.params)})
     record = kind.function()({"inputs": [pebbles]}, params, vgg, 0).record
     assert math.isfinite(record["quality"]) and record["quality"] >= 0
+
+
+def test_copy_distance_is_zero_for_a_crop_and_not_for_a_rearrangement(pebbles):
+    from tasks.quality import copy_distance
+
+    exemplar = F.interpolate(pebbles, size=(96, 96), mode="bilinear", antialias=True)
+    crop = exemplar[..., 20:84, 10:74]
+    quarters = [crop[..., :32, :32], crop[..., :32, 32:], crop[..., 32:, :32], crop[..., 32:, 32:]]
+    pasted = torch.cat([torch.cat([quarters[3], quarters[0]], -1), torch.cat([quarters[1], quarters[2]], -1)], -2)
+    tiles = crop.unfold(2, 8, 8).unfold(3, 8, 8).reshape(1, 3, 64, 8, 8)[:, :, torch.randperm(64, generator=torch.Generator().manual_seed(0))]
+    shuffled = tiles.reshape(1, 3, 8, 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(1, 3, 64, 64)
+    assert copy_distance(crop, exemplar) == 0.0
+    assert copy_distance(pasted, exemplar) == 0.0  # most windows lie inside a pasted quarter: a copy
+    assert copy_distance(shuffled, exemplar) > 2  # 8 px tiles: no 16 px window is intact
+    assert math.isnan(copy_distance(torch.ones(1, 3, 64, 64), exemplar))  # only flat windows: nothing to judge

@@ -26,11 +26,11 @@ class MRFParams(ExemplarParams, OptimParams):
     center_features: bool = param(True, help="match on features centred by the exemplar mean (Pearson, not raw "
                                              "cosine)")
     noise: float = param(0.05, min=0, help="std of noise injected into each upsampled octave start")
-    matching: str = param("balanced-coarse", choices=("balanced-coarse", "balanced", "nearest"),
+    matching: str = param("balanced-coarsest", choices=("balanced-coarsest", "balanced", "nearest"),
                           help="nearest: each patch takes its most similar exemplar patch (paper); balanced: a "
                                "uniform sample of the exemplar's patches, each used once, so a sparse exemplar's "
-                               "elements keep their share (ours); balanced-coarse: balanced except the finest "
-                               "octave, which refines with nearest",
+                               "elements keep their share (ours); balanced-coarsest: balanced at the coarsest "
+                               "octave (the layout), nearest at the finer ones (the detail)",
                           paper="nearest")
     repetition_penalty: float = param(0.1, min=0, help="nearest matching: subtract penalty x (uses / expected uses) "
                                                        "from a patch's match score")
