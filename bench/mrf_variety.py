@@ -20,7 +20,7 @@ VARIANTS = {
     "+ centred features": dict(matching="nearest", center_features=True, noise=0.0, repetition_penalty=0.0),
     "+ octave noise 0.05": dict(matching="nearest", center_features=False, noise=0.05, repetition_penalty=0.0),
     "+ repetition penalty 0.1": dict(matching="nearest", center_features=False, noise=0.0, repetition_penalty=0.1),
-    "defaults (all on)": dict(),
+    "all on (nearest matching)": dict(matching="nearest"),
 }
 
 
