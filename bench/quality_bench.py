@@ -55,7 +55,7 @@ def methods(size: int, iterations: int, train_steps: int, train_batch: int, net_
            "lr": 0.01, "lr_decay_every": max(1, train_steps // 3)}
     out.append(Method("texture net", "train_texture_net", net))
     if net_variants:
-        out.append(Method("texture net IN", "train_texture_net", {**net, "norm": "instance"}))
+        out.append(Method("texture net BN", "train_texture_net", {**net, "norm": "batch"}))
         out.append(Method("texture net IN+div", "train_texture_net",
                           {**net, "norm": "instance", "diversity_weight": 0.1}))
     return out
@@ -174,8 +174,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--iterations", type=int, default=300, help="optimizer iterations (gatys, mrf, swd)")
     parser.add_argument("--train-steps", type=int, default=300, help="Texture Network training steps")
     parser.add_argument("--train-batch", type=int, default=2, help="Texture Network training batch")
-    parser.add_argument("--net-variants", action="store_true", help="also instance norm (IN) and IN with the "
-                                                                      "diversity term (div), Ulyanov et al. 2017")
+    parser.add_argument("--net-variants", action="store_true", help="also batch norm (BN, the 2016 paper) and "
+                                                                      "instance norm with the diversity term (IN+div, 2017)")
     parser.add_argument("--only", nargs="+", help="only the methods whose name contains one of these words")
     parser.add_argument("--weights", default="random", help="VGG19 weights (random, imagenet, a path)")
     parser.add_argument("--device")

@@ -49,7 +49,7 @@ def test_quality_benchmark_runs_at_a_tiny_size(tmp_path):
     textures = {row[0].lstrip("| ") for row in rows}
     assert textures == {"pebbles.jpg", "water.jpg", "red_peppers.jpg", "dots.png", "dots on white 2x"}
     methods = {row[1] for row in rows}
-    assert {"gatys", "mrf", "mrf (nearest, paper)", "swd", "texture net", "texture net IN", "texture net IN+div",
+    assert {"gatys", "mrf", "mrf (nearest, paper)", "swd", "texture net", "texture net BN", "texture net IN+div",
             "baseline: crop", "baseline: noise"} <= methods
     assert len(rows) == len(textures) * len(methods)
     quality = header.index("quality")
