@@ -28,6 +28,15 @@ class Match:
     chunk: int  # the chunk size that fit
 
 
+def _halved_after_oom(exc: BaseException, chunk: int, device: torch.device) -> int:
+    """The chunk to retry with after ``exc``: half, if it was an out-of-memory and can shrink; else re-raise."""
+    if not is_out_of_memory(exc) or chunk <= 1:
+        raise exc
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return chunk // 2
+
+
 def nearest_patches(
     query: torch.Tensor,
     exemplar: torch.Tensor,
@@ -63,11 +72,7 @@ def nearest_patches(
                 score = score - penalty[index]
             return Match(index, score, chunk)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-            if not is_out_of_memory(exc) or chunk <= 1:
-                raise
-            chunk //= 2
-            if q.device.type == "cuda":
-                torch.cuda.empty_cache()
+            chunk = _halved_after_oom(exc, chunk, q.device)
 
 
 def top_candidates(query: torch.Tensor, keys: torch.Tensor, count: int, chunk: int,
@@ -90,11 +95,7 @@ def top_candidates(query: torch.Tensor, keys: torch.Tensor, count: int, chunk: i
                 del scores
             return best, index, chunk
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-            if not is_out_of_memory(exc) or chunk <= 1:
-                raise
-            chunk //= 2
-            if q.device.type == "cuda":
-                torch.cuda.empty_cache()
+            chunk = _halved_after_oom(exc, chunk, q.device)
 
 
 def sample_capacity(queries: int, keys: int, generator: torch.Generator) -> torch.Tensor:
