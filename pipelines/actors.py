@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-STARTING, READY, DOWN, LOST = "starting", "ready", "down", "lost"
+STARTING, READY, DOWN, LOST, RELEASED = "starting", "ready", "down", "lost", "released"
+LIVE = (STARTING, READY, DOWN)  # states that hold (or wait for) a place on the cluster
 PROBE_BACKOFF_MAX = 2.0  # seconds between readiness probes of an actor whose probe failed
 
 
@@ -25,16 +26,19 @@ class Death:
 
 
 class ActorPool:
-    """Actors with ``depth`` call slots each, in states starting / ready / down / lost."""
+    """Actors with ``depth`` call slots each, in states starting / ready / down / lost / released. The
+    pool grows (``add``) and shrinks (``release``) during a run; an actor's index never changes."""
 
     def __init__(self, ray, make_actor: Callable[[], Any], count: int, depth: int, restart_timeout: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ray, self.depth, self.restart_timeout, self.clock = ray, depth, restart_timeout, clock
-        self.actors = [make_actor() for _ in range(count)]
-        self.state = [STARTING] * count
-        self.free = [0] * count
-        self.node = [None] * count  # Ray node id where the actor last started
-        self.calls: list[list[Any]] = [[] for _ in range(count)]  # task calls in flight, oldest first
+        self.make_actor = make_actor
+        self.actors: list[Any] = []
+        self.state: list[str] = []
+        self.free: list[int] = []
+        self.node: list[Optional[str]] = []  # Ray node id where the actor last started
+        self.calls: list[list[Any]] = []  # per actor: task calls in flight, oldest first
+        self.idle_since: list[float] = []  # per actor: when its last call ended (or it became ready)
         self.in_flight: dict[Any, tuple[int, list]] = {}  # ref -> (actor, tasks); [] for a probe
         self.probe_due: dict[int, float] = {}  # actor -> when to send its next probe
         self.backoff: dict[int, float] = {}
@@ -46,13 +50,48 @@ class ActorPool:
         self.last_seen: dict[str, float] = {}  # node id -> when something answered from it
         self.dead_nodes: set[str] = set()
         self.nodes_checked = float("-inf")
-        for index in range(count):
-            self._probe(index)
+        self.add(count)
+
+    def add(self, count: int) -> None:
+        """Ask Ray for ``count`` more actors; each takes calls once its probe answers."""
+        for _ in range(count):
+            self.actors.append(self.make_actor())
+            self.state.append(STARTING)
+            self.free.append(0)
+            self.node.append(None)
+            self.calls.append([])
+            self.idle_since.append(self.clock())
+            self._probe(len(self.actors) - 1)
+
+    def release(self, index: int) -> None:
+        """Kill an actor that holds no task call (Ray does not restart it): its GPU, or its pending
+        request for one, goes back to the cluster. Its probe, if any, fails and is ignored."""
+        assert not self.calls[index], "release only actors without task calls"
+        self.ray.kill(self.actors[index])
+        self.state[index] = RELEASED
+        self.free[index] = 0
+        for table in (self.probe_due, self.down_since, self.dead_oldest, self.backoff):
+            table.pop(index, None)
+
+    def releasable(self, idle_timeout: float) -> list[int]:
+        """Actors that could go now, cheapest loss first: never placed (newest first), then restarting
+        ones without calls, then ready ones idle for ``idle_timeout`` (longest idle first)."""
+        now = self.clock()
+        unplaced = [i for i in reversed(range(len(self.actors))) if self.state[i] == STARTING]
+        down = [i for i in range(len(self.actors)) if self.state[i] == DOWN and not self.calls[i]]
+        idle = sorted((i for i in range(len(self.actors)) if self.state[i] == READY and not self.calls[i]
+                       and now - self.idle_since[i] >= idle_timeout), key=self.idle_since.__getitem__)
+        return unplaced + down + idle
 
     # --- what the driver asks ------------------------------------------------------------
     @property
     def alive(self) -> bool:
-        return any(state != LOST for state in self.state)
+        """False once every actor asked for is lost (none left, none coming back); released ones were
+        let go on purpose and are asked for again when work comes."""
+        return self.live() > 0 or LOST not in self.state
+
+    def live(self) -> int:
+        return sum(state in LIVE for state in self.state)
 
     def count(self, state: str) -> int:
         return sum(s == state for s in self.state)
@@ -98,6 +137,8 @@ class ActorPool:
     def answered(self, index: int, ref, batch: list) -> None:
         self.calls[index].remove(ref)
         self.free[index] += 1
+        if not self.calls[index]:
+            self.idle_since[index] = self.clock()
 
     def probe_answered(self, index: int, info: Any) -> None:
         """The actor is up (first start or a restart) and takes calls again."""
@@ -108,6 +149,7 @@ class ActorPool:
         for table in (self.down_since, self.dead_oldest, self.backoff):
             table.pop(index, None)
         self.free[index] = self.depth - len(self.calls[index])
+        self.idle_since[index] = self.clock()
 
     def probe_failed(self, index: int, exc: Exception) -> None:
         """A probe failed: the constructor raised (the actor is gone for good), or the actor is still
@@ -162,8 +204,9 @@ class ActorPool:
         return self.clock() - self.started
 
     def kill_all(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor)
+        for actor, state in zip(self.actors, self.state):
+            if state != RELEASED:
+                self.ray.kill(actor)
 
     # --- helpers -------------------------------------------------------------------------
     def _probe(self, index: int) -> None:

@@ -34,7 +34,7 @@ MAX_SEED = 2**63  # seeds are stored as int64 (catalog) and fed to torch's gener
 TOP_KEYS = {"name", "output", "storage", "cluster", "model", "limits", "jobs"}
 STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
 CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size", "pipeline_depth",
-                "restart_timeout", "start_timeout"}
+                "restart_timeout", "start_timeout", "idle_timeout"}
 MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last", "compile"}
 LIMIT_KEYS = {"max_size", "max_input_pixels", "max_tasks"}
 JOB_KEYS = {"name", "kind", "seeds", "params", "preset", "sweep", "format", "quality"}
@@ -381,9 +381,7 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
 
 
 def _check_cluster(v: _Validator, cluster: dict) -> None:
-    workers = cluster.get("workers", "auto")
-    if workers != "auto" and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
-        v.add(("cluster", "workers"), f"must be 'auto' or a positive count, not {workers!r}")
+    _check_workers(v, cluster.get("workers", "auto"))
     gpus = cluster.get("gpus_per_worker", "auto")
     if gpus != "auto" and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0):
         v.add(("cluster", "gpus_per_worker"), f"must be 'auto', 0 (CPU workers) or a number of GPUs (a fraction packs "
@@ -394,10 +392,32 @@ def _check_cluster(v: _Validator, cluster: dict) -> None:
             ("batch_size", (int,), "a number of same-job seeds rendered together", 1, False),
             ("pipeline_depth", (int,), "calls in flight per actor (GPU default 2, CPU 1)", 1, False),
             ("restart_timeout", (int, float), "seconds a dead worker may take to come back", 0, True),
-            ("start_timeout", (int, float), "seconds to wait for a first worker to be placed", 0, True)):
+            ("start_timeout", (int, float), "seconds to wait for a first worker to be placed", 0, True),
+            ("idle_timeout", (int, float), "seconds an idle worker beyond the work left keeps its GPU", 0, False)):
         value = v.typed(cluster, key, ("cluster",), types, what)
         if value is not None and (value <= low if strict else value < low):
             v.add(("cluster", key), f"must be {'above' if strict else 'at least'} {low} ({what}), not {value!r}")
+
+
+def _count(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_workers(v: _Validator, workers: Any) -> None:
+    """A count (that many at once), `auto` (as many as the cluster can have) or a range {min, max}."""
+    if workers == "auto" or _count(workers, 1):
+        return
+    if not isinstance(workers, dict):
+        v.add(("cluster", "workers"), f"must be 'auto', a positive count or a range {{min: M, max: N}}, not {workers!r}")
+        return
+    v.mapping(workers, ("cluster", "workers"), {"min", "max"})
+    low, high = workers.get("min", 0), workers.get("max", "auto")
+    if not _count(low, 0):
+        v.add(("cluster", "workers", "min"), f"must be a count of workers kept even when idle (0 or more), not {low!r}")
+    if high != "auto" and not _count(high, 1):
+        v.add(("cluster", "workers", "max"), f"must be 'auto' or a positive count of workers, not {high!r}")
+    elif _count(low, 0) and high != "auto" and low > high:
+        v.add(("cluster", "workers"), f"min ({low}) must not be above max ({high})")
 
 
 def _check_storage(v: _Validator, storage: dict) -> None:

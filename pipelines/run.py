@@ -16,9 +16,10 @@ from tasks.registry import get_kind
 
 from . import catalog, records
 from .manifest import Manifest, TaskSpec
-from .actors import READY, STARTING, ActorPool, Death, WorkerStartError
-from .renderer import Renderer
+from .actors import READY, RELEASED, STARTING, ActorPool, Death, WorkerStartError
+from .elastic import DEFAULT_IDLE_TIMEOUT, Capacity, ClusterCapacity, PoolSize, actors_wanted, fitting
 from .storage import Storage, StorageConfig, join
+from .worker import RenderWorker
 
 DEFAULT_MAX_RETRIES = 2  # re-queues after an actor died mid-task (so 3 attempts in all)
 PIPELINE_DEPTH = 2  # calls in flight per GPU actor (CPU actors: 1, their I/O would compete with compute)
@@ -67,11 +68,12 @@ class Progress:
         self.total, self.stream = total, stream
         self.start = time.monotonic()
         self.done = self.failed = self.running = 0
+        self.workers: tuple[int, int, int] = (0, 0, 0)  # actors ready, starting, released so far
         self.tty = bool(stream and stream.isatty())
         self.last_counts: tuple = ()
 
     def show(self, final: bool = False) -> None:
-        counts = (self.done, self.failed, self.running)
+        counts = (self.done, self.failed, self.running, self.workers)
         if not self.stream or (not self.tty and not final and counts == self.last_counts):
             return  # in a log file, one line per change
         self.last_counts = counts
@@ -80,7 +82,8 @@ class Progress:
         eta = elapsed / finished * (self.total - finished) if finished else None
         rate = f"{finished / elapsed * 3600:.0f} tasks/h" if finished and elapsed > 0 else "- tasks/h"
         line = (f"[texfarm] {finished}/{self.total} finished: {self.done} done, {self.failed} failed, "
-                f"{self.running} running; {rate}, elapsed {duration(elapsed)}, ETA {duration(eta)}")
+                f"{self.running} running; {rate}, elapsed {duration(elapsed)}, ETA {duration(eta)}; "
+                f"workers: {self.workers[0]} ready, {self.workers[1]} starting, {self.workers[2]} released")
         end = "\n" if final or not self.tty else ""
         if not self.tty:  # a log file: each line says when
             line = time.strftime("%Y-%m-%dT%H:%M:%S%z ") + line
@@ -117,7 +120,7 @@ def _init_ray(address: Optional[str]):
 
 @dataclass
 class ActorPlan:
-    workers: int
+    workers: int  # actors asked for at the start
     options: dict  # Ray resources of each actor
 
     def describe(self) -> str:
@@ -125,19 +128,19 @@ class ActorPlan:
                          if self.options[key] or key == "num_cpus")
 
 
-def actor_plan(resources: dict, cluster: dict, pending: int) -> ActorPlan:
+def actor_plan(resources: dict, cluster: dict, pending: int, capacity: Optional[Capacity] = None) -> ActorPlan:
     """Actors from the manifest, not from what the cluster holds at the start: `gpus_per_worker > 0` asks for
     GPU actors, which wait for an autoscaler to bring GPU nodes up. Only `auto` values look at the cluster:
     `gpus_per_worker: auto` (the default) means 1 GPU when the cluster has GPUs now, else CPU actors;
-    `workers: auto` means as many actors as fit the cluster now (at least one), never more than the tasks."""
+    `workers: auto` means as many actors as the cluster can have (pipelines/elastic.py), never more than
+    the tasks. The pool grows and shrinks from there as the run goes."""
     gpus_per = cluster.get("gpus_per_worker", "auto")
     if gpus_per == "auto":
         gpus_per = 1.0 if resources.get("GPU", 0) > 0 else 0.0
-    gpus_per, cpus_per = float(gpus_per), float(cluster.get("cpus_per_worker", 1))
-    workers = cluster.get("workers", "auto")
-    if workers == "auto":
-        workers = resources.get("GPU", 0) // gpus_per if gpus_per else resources.get("CPU", 1) // cpus_per
-    return ActorPlan(max(1, min(int(workers), pending)), {"num_cpus": cpus_per, "num_gpus": gpus_per})
+    options = {"num_cpus": float(cluster.get("cpus_per_worker", 1)), "num_gpus": float(gpus_per)}
+    capacity = capacity or Capacity(fitting(resources, options), autoscaler=False)
+    wanted = actors_wanted(PoolSize.parse(cluster.get("workers", "auto")), capacity, pending, ready=0)
+    return ActorPlan(max(1, wanted), options)
 
 
 def run_manifest(
@@ -255,19 +258,23 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     ray = _init_ray(address)
     from ray.exceptions import RayError
 
-    resources = ray.cluster_resources()
-    plan = actor_plan(resources, manifest.cluster, len(todo))
-    if stream:
-        stream.write(f"[texfarm] {plan.workers} workers, each {plan.describe()}; the cluster has "
-                     f"GPU: {resources.get('GPU', 0):g}, CPU: {resources.get('CPU', 0):g} now\n")
     cluster = manifest.cluster
+    resources = ray.cluster_resources()
+    size = PoolSize.parse(cluster.get("workers", "auto"))
+    capacity = ClusterCapacity(ray, actor_plan(resources, cluster, len(todo)).options)
+    plan = actor_plan(resources, cluster, len(todo), capacity.get())
+    idle_timeout = float(cluster.get("idle_timeout", DEFAULT_IDLE_TIMEOUT))
+    if stream:
+        stream.write(f"[texfarm] workers: {size.describe()} ({capacity.get().describe()}); starting {plan.workers}, "
+                     f"each {plan.describe()}; the cluster has GPU: {resources.get('GPU', 0):g}, "
+                     f"CPU: {resources.get('CPU', 0):g} now\n")
     max_retries = int(cluster.get("max_retries", DEFAULT_MAX_RETRIES))
     start_timeout = float(cluster.get("start_timeout", START_TIMEOUT))
     # On a GPU, two calls in flight per actor: one computes while the other reads its inputs or writes
     # its outputs on the otherwise idle CPU. A CPU actor would only split its cores between them.
     depth = int(cluster.get("pipeline_depth", PIPELINE_DEPTH if plan.options["num_gpus"] else 1))
     # SPREAD: actors of one run go to different nodes where they can, so one reclaimed node takes few.
-    actor_cls = ray.remote(Renderer).options(max_restarts=-1, max_task_retries=0, max_concurrency=depth,
+    actor_cls = ray.remote(RenderWorker).options(max_restarts=-1, max_task_retries=0, max_concurrency=depth,
                                              scheduling_strategy="SPREAD", **plan.options)
     batch_size = int(cluster.get("batch_size", 1))
     threads = max(1, int(plan.options["num_cpus"])) if not plan.options["num_gpus"] else None
@@ -334,6 +341,19 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                                         f"(last: {type(exc).__name__}); giving up after "
                                         f"cluster.max_retries={max_retries}", retryable=False))
 
+    def resize() -> None:
+        """Grow the pool towards the work left (queued + running) within the manifest's bounds, release
+        actors the work left no longer needs (pipelines/elastic.py says which and when)."""
+        work_left = len(queue.ready) + pool.running() + len(held)
+        wanted = actors_wanted(size, capacity.get(), work_left, pool.count(READY))
+        live = pool.live()
+        if live < wanted:
+            pool.add(wanted - live)
+        elif live > max(wanted, size.min):
+            for index in pool.releasable(idle_timeout)[: live - max(wanted, size.min)]:
+                pool.release(index)
+        progress.workers = (pool.count(READY), pool.count(STARTING), pool.count(RELEASED))
+
     interrupted = threading.Event()
     restore_sigint = _flag_sigint(interrupted)
     try:
@@ -351,7 +371,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
             elif not warned_unplaced and pool.count(STARTING) and pool.starting_for() > start_timeout:
                 warned_unplaced = True
                 if stream:
-                    stream.write(f"\n[texfarm] {pool.count(STARTING)} of {plan.workers} workers are not placed after "
+                    stream.write(f"\n[texfarm] {pool.count(STARTING)} of {pool.live()} workers are not placed after "
                                  f"{pool.starting_for():.0f} s (each asks {plan.describe()}); going on with the others\n")
             while queue.ready and pool.has_slot():
                 batch = queue.take_batch(batch_size)
@@ -375,12 +395,15 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                 for task in queue.drain_waiting():  # waiting on tasks that will never run here
                     finish(task, fail(task, f"not run: it waits for tasks {task.depends_on} that are not part of this run"))
                 continue
+            resize()
             if summary.startup_seconds == 0.0 and pool.ever_ready:
                 summary.startup_seconds = time.perf_counter() - started
             progress.running = pool.running()
             progress.show()
             for ref in pool.wait(timeout=1.0):
                 index, batch = pool.take(ref)
+                if pool.state[index] == RELEASED:  # the probe of an actor let go before it answered
+                    continue
                 try:
                     answer = ray.get(ref)
                 except RayError as exc:
@@ -396,7 +419,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                     if stream:
                         stream.write(f"\n[texfarm] worker {index + 1} ready on {answer['device']}"
                                      f"{' (node ' + answer['node'][:8] + ')' if answer.get('node') else ''}: "
-                                     f"{pool.count(READY)} of {plan.workers} up\n")
+                                     f"{pool.count(READY)} of {pool.live()} up\n")
                     continue
                 pool.answered(index, ref, batch)
                 for task, record in zip(batch, answer):

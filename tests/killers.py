@@ -19,7 +19,7 @@ def our_render_pids(rendering_only: bool = True) -> list[int]:
     import ray._private.state as state
 
     pids = [info["Pid"] for info in state.actors().values()
-            if info.get("ActorClassName") == "Renderer" and info.get("State") == "ALIVE" and info.get("Pid")]
+            if info.get("ActorClassName") == "RenderWorker" and info.get("State") == "ALIVE" and info.get("Pid")]
     return rendering(pids) if rendering_only else pids
 
 
@@ -28,7 +28,7 @@ def rendering(pids: list[int]) -> list[int]:
     busy = []
     for pid in pids:
         try:
-            if "Renderer.render" in " ".join(psutil.Process(pid).cmdline()):
+            if "RenderWorker.render" in " ".join(psutil.Process(pid).cmdline()):
                 busy.append(pid)
         except psutil.Error:
             pass

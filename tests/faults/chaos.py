@@ -38,7 +38,7 @@ class ChaosResult:
 def _rendering_pids(cluster) -> list[int]:
     """This cluster's Renderer workers (from its actor table) that are executing a task now."""
     actors = cluster.global_state.actor_table(None)
-    pids = [a["Pid"] for a in actors.values() if a["ActorClassName"] == "Renderer" and a["State"] == "ALIVE"
+    pids = [a["Pid"] for a in actors.values() if a["ActorClassName"] == "RenderWorker" and a["State"] == "ALIVE"
             and a["Pid"]]
     return rendering(pids)
 
