@@ -1,6 +1,6 @@
 """The ``texfarm`` command line: render (one image, no Ray), validate, run, submit, status, logs,
 stop, catalog, failures, report. Exit codes: 0 success, 1 some tasks failed, 2 bad manifest or usage,
-130 interrupted (Ctrl-C; the catalog of what finished is written)."""
+130 interrupted (Ctrl-C), 143 stopped (SIGTERM: `texfarm stop`); the catalog of what finished is written."""
 from __future__ import annotations
 
 import argparse

@@ -21,7 +21,7 @@ from tasks.model import LAYERS, ModelSettings
 from tasks.params import parse_size
 from tasks.registry import KINDS
 
-from .storage import Storage, StorageConfig, StorageError, has_glob, is_s3, join
+from .storage import Storage, StorageConfig, StorageError, has_glob, is_s3, join, read_regular_file
 from .yamlmarks import YamlError, load_with_lines
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -173,10 +173,13 @@ def is_relative(uri: str) -> bool:
     return not (is_s3(uri) or uri.startswith("file://") or Path(uri).is_absolute())
 
 
-def _task_id(v: _Validator, kind: str, inputs: dict[str, list[str]], params: dict, seed: int, weights: str,
-             image: Optional[dict] = None) -> str:
+def _task_id(v: _Validator, job: str, kind: str, inputs: dict[str, list[str]], params: dict, seed: int,
+             weights: str, image: Optional[dict] = None) -> str:
+    """A hash of what defines the result and where it goes: the job is part of it, so two jobs that
+    differ only by name are two tasks with two outputs (completion, catalog rows and dependencies are
+    keyed by task id; without the job a second such job was taken as done and never written)."""
     named = {role: [v.portable(uri) for uri in uris] for role, uris in inputs.items()}
-    what = {"kind": kind, "inputs": named, "params": params, "seed": seed, "weights": weights}
+    what = {"job": job, "kind": kind, "inputs": named, "params": params, "seed": seed, "weights": weights}
     if image:  # another file format is another result; the default (PNG) leaves ids as they were
         what["image"] = image
     blob = json.dumps(what, sort_keys=True, separators=(",", ":"))
@@ -374,7 +377,7 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
         for combo in combos:
             task_params = {**params, **combo}
             for seed in seeds:
-                task_id = _task_id(v, kind_name, inputs, task_params, seed, weights, image)
+                task_id = _task_id(v, name, kind_name, inputs, task_params, seed, weights, image)
                 tasks.append(TaskSpec(task_id, name, kind_name, seed, inputs, task_params,
                                       join(output, name, task_id), needs, image=image or {}))
     return tasks
@@ -455,6 +458,11 @@ def _model_settings(v: _Validator, model: dict) -> dict:
             "compile": v.typed(model, "compile", ("model",), (bool,), "true or false", False)}
 
 
+def text_line_of(exc: UnicodeDecodeError) -> int:
+    """The 1-based line of the byte a decode failed on."""
+    return exc.object[:exc.start].count(b"\n") + 1
+
+
 def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     """Read, validate and expand a manifest; raise ManifestError listing every problem."""
     filename = str(path)
@@ -464,9 +472,13 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
             raise ManifestError(filename, [Problem(1, "", f"the manifest is {size:,} bytes, over the cap of "
                                                            f"{MAX_MANIFEST_BYTES:,}: describe inputs with globs or "
                                                            "prefixes and seeds with counts, or split the run")])
-        text = Path(path).read_text()
+        text = read_regular_file(Path(path)).decode("utf-8")
     except OSError as exc:
-        raise ManifestError(filename, [Problem(1, "", f"cannot read the manifest: {exc.strerror}")]) from None
+        raise ManifestError(filename, [Problem(1, "", f"cannot read the manifest: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        line = text_line_of(exc)
+        raise ManifestError(filename, [Problem(line, "", f"the manifest is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                                                         "here): save it as UTF-8")]) from None
     try:
         data, lines = load_with_lines(text)
     except YamlError as exc:

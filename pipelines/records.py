@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -59,4 +60,16 @@ def failed_record(spec: dict[str, Any], manifest_name: str, weights_id: str, err
 
 
 def dumps(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, indent=1, sort_keys=True, default=str).encode()
+    """Strict JSON: a non-finite float (a loss that blew up) is written as null, never as `NaN` or
+    `Infinity`, which JSON readers other than Python's reject."""
+    return json.dumps(_finite(record), indent=1, sort_keys=True, default=str, allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

@@ -43,12 +43,13 @@ class RunSummary:
     execute_seconds: float = 0.0  # first dispatch to last result
     node_losses: int = 0  # task attempts lost to a node that went away (not charged to the task)
     failed_before: list[dict[str, Any]] = field(default_factory=list)  # not re-run: their own failures
-    interrupted: bool = False  # Ctrl-C: the catalog has what finished; exit code 130
+    interrupted: bool = False  # Ctrl-C or SIGTERM (`texfarm stop`): the catalog has what finished
+    stop_signal: int = signal.SIGINT  # which one: the exit code is the shell's 128 + its number
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130  # the shell's code for SIGINT
+            return 128 + int(self.stop_signal)  # 130 for Ctrl-C, 143 for SIGTERM
         return 1 if self.failed or self.failed_before else 0
 
 
@@ -354,11 +355,11 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                 pool.release(index)
         progress.workers = (pool.count(READY), pool.count(STARTING), pool.count(RELEASED))
 
-    interrupted = threading.Event()
-    restore_sigint = _flag_sigint(interrupted)
+    interrupted: list[int] = []  # the stop signal received, if any
+    restore_signals = _flag_stop_signals(interrupted)
     try:
         while queue or pool.running() or held:
-            if interrupted.is_set():  # a Ctrl-C whose KeyboardInterrupt a library caught on the way
+            if interrupted:  # a stop whose KeyboardInterrupt a library caught on the way
                 raise KeyboardInterrupt
             judge_held()
             if not pool.ever_ready:
@@ -425,13 +426,14 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                 for task, record in zip(batch, answer):
                     pool.seen(record.get("node"))
                     finish(task, record)
-    except KeyboardInterrupt:  # Ctrl-C: abandon what runs (a task without its record is not done)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: abandon what runs (a task without its record is not done)
         summary.interrupted = True
+        summary.stop_signal = interrupted[0] if interrupted else signal.SIGINT
         if stream:
-            stream.write("\n[texfarm] interrupted: the running tasks are abandoned; writing the catalog of what "
-                         "finished (run again to go on)\n")
+            stream.write(f"\n[texfarm] interrupted ({signal.Signals(summary.stop_signal).name}): the running tasks are "
+                         "abandoned; writing the catalog of what finished (run again to go on)\n")
     finally:
-        restore_sigint()
+        restore_signals()
     summary.execute_seconds = time.perf_counter() - started - summary.startup_seconds
     summary.node_losses = sum(lost_nodes.values())
     progress.running = 0
@@ -440,21 +442,28 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     return results
 
 
-def _flag_sigint(flag: threading.Event) -> Callable[[], None]:
-    """Make Ctrl-C also set ``flag``, which the dispatch loop checks every pass: the KeyboardInterrupt
-    alone can be raised inside Ray's client code and caught there (seen once in CI, on a loaded
-    machine: the run went on). Returns the function that restores the previous handler. Only the
-    main thread can set handlers; elsewhere (a run started from a thread) nothing changes."""
+def _flag_stop_signals(received: list[int]) -> Callable[[], None]:
+    """Ctrl-C and SIGTERM (`texfarm stop`, `ray job stop`, a scheduler's kill) both stop the run
+    cleanly: the handler raises KeyboardInterrupt and also records the signal in ``received``, which
+    the dispatch loop checks every pass (the KeyboardInterrupt alone can be raised inside Ray's client
+    code and caught there: seen once in CI). Ray's own SIGTERM handler would abort the driver without a
+    catalog. Returns the function that restores the previous handlers. Only the main thread can set
+    handlers; elsewhere (a run started from a thread) nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def handler(signum, frame):
-        flag.set()
+        received.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handler)
-    return lambda: signal.signal(signal.SIGINT, previous)
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    for signum in previous:
+        signal.signal(signum, handler)
+    return restore
 
 
 def _done_record(storage: Storage, task: TaskSpec) -> Optional[dict]:

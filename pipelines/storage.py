@@ -8,13 +8,13 @@ from __future__ import annotations
 import fnmatch
 import io
 import os
+import stat
 import glob as globlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
-from urllib.parse import urlparse
 
 from .redact import redact
 
@@ -48,12 +48,32 @@ def is_s3(uri: str) -> bool:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.lstrip("/")
+    """(bucket, key) of ``s3://bucket/key``. Split by hand, not as a URL: S3 keys may hold `#`, `?`
+    and `%` literally (`photo #1.png`, `run#2`), which a URL parser would take as a fragment, a query
+    or an escape (the whole output of `s3://b/run#2` once went to the key `run`)."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key.lstrip("/")
 
 
 def local_path(uri: str) -> Path:
-    return Path(urlparse(uri).path) if uri.startswith("file://") else Path(uri)
+    """The path of a local URI; `file://` paths are taken literally (`#`, `?` are file-name characters)."""
+    if uri.startswith("file://"):
+        rest = uri[len("file://"):]
+        return Path(rest if rest.startswith("/") else "/" + rest.partition("/")[2])  # file://localhost/x -> /x
+    return Path(uri)
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file. A FIFO, a device or a socket named like an image is refused before
+    it is opened: reading one blocks forever (a FIFO nobody writes) or never ends (/dev/zero)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO for reading must not wait for a writer
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file (a FIFO, device or socket): give the path of an image file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
 
 
 def join(base: str, *parts: str) -> str:
@@ -146,7 +166,7 @@ class Storage:
                 buffer = io.BytesIO()
                 self.s3.download_fileobj(bucket, key, buffer, Config=self._transfer_config())
                 return buffer.getvalue()
-            return local_path(uri).read_bytes()
+            return read_regular_file(local_path(uri))
         except Exception as exc:
             raise StorageError(f"cannot read {uri}: {_describe(exc)}") from exc
 

@@ -151,6 +151,8 @@ def _coerce(tp: Any, value: Any, info: ParamInfo) -> Any:
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             raise ValueError(f"must be a number, not {value!r}")
+        if value in (float("inf"), float("-inf")):  # no parameter means anything at infinity; JSON cannot hold it
+            raise ValueError(f"must be a finite number, not {value!r}")
         return _check_range(value, info)
     if tp is str:
         if not isinstance(value, str):

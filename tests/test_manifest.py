@@ -149,3 +149,19 @@ def test_an_unknown_preset_names_the_kinds_presets(tmp_path):
     assert any("preset" in p and "random-weights" in p and "'random'" in p for p in problems), problems
     problems = _problems(tmp_path, GOOD.replace("    seeds: 3\n", "    seeds: 3\n    preset: random-weights\n"))
     assert any("kind 'texture' has no preset" in p and "none" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_a_non_finite_number_is_refused_with_its_line(tmp_path, value):
+    problems = _problems(tmp_path, GOOD.replace("iterations: 10}", f"iterations: 10, tv_weight: {value}}}", 1))
+    assert any(p.startswith("m.yaml:9: jobs[0].params.tv_weight: must be a") for p in problems), problems
+
+
+def test_records_are_strict_json_even_when_a_loss_is_not_finite():
+    import json
+
+    from pipelines.records import dumps
+
+    text = dumps({"loss_end": float("nan"), "losses": [1.0, float("inf")], "nested": {"x": float("-inf")}})
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in a record")) == {
+        "loss_end": None, "losses": [1.0, None], "nested": {"x": None}}

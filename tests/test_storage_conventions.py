@@ -49,3 +49,18 @@ def test_an_unreachable_endpoint_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"cannot reach the storage endpoint http://127.0.0.1:{port}" in err
     assert err.count("127.0.0.1") == 1 and "Traceback" not in err  # said once, not once per input
+
+
+def test_keys_and_paths_with_url_characters_are_taken_literally(bucket, s3_endpoint, tmp_path):
+    """`#`, `?` and `%` are ordinary characters in S3 keys and file names, not a URL's fragment, query
+    or escape: an output `s3://b/run#2` once wrote everything to the single key `run`."""
+    name, client = bucket
+    storage = Storage(StorageConfig(endpoint_url=s3_endpoint))
+    for key in ("run#2/a/x.json", "in/photo #1?.png", "in/50%20off é.png"):
+        storage.write(f"s3://{name}/{key}", key.encode())
+        assert client.get_object(Bucket=name, Key=key)["Body"].read() == key.encode()
+        assert storage.read(f"s3://{name}/{key}") == key.encode()
+    assert storage.list(f"s3://{name}/run#2/") == [f"s3://{name}/run#2/a/x.json"]
+    local = tmp_path / "out#2" / "x?.json"
+    storage.write(f"file://{local}", b"{}")
+    assert local.read_bytes() == b"{}" and not (tmp_path / "out").exists()

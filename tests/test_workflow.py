@@ -79,7 +79,9 @@ def test_only_runs_the_named_jobs(tmp_path, ray_cluster, capsys):
     assert not list((tmp_path / "out").glob("bad/*"))
 
 
-def test_ctrl_c_stops_cleanly_with_the_catalog_of_what_finished(tmp_path):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_cleanly_with_the_catalog_of_what_finished(tmp_path, stop, code):
+    """SIGTERM is what `texfarm stop` (Ray's job stop) sends: the same clean stop as Ctrl-C."""
     path = _manifest(tmp_path, seeds=30, iterations=60)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     driver = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(path), "--only", "good"], cwd=REPO,
@@ -88,9 +90,9 @@ def test_ctrl_c_stops_cleanly_with_the_catalog_of_what_finished(tmp_path):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(job_dir.glob("*.json")) and driver.poll() is None:
         time.sleep(0.2)
-    driver.send_signal(signal.SIGINT)  # the driver only, as a terminal's Ctrl-C reaches the foreground process
+    driver.send_signal(stop)  # the driver only, as a terminal's Ctrl-C reaches the foreground process
     out, err = driver.communicate(timeout=120)
-    assert driver.returncode == 130, err[-3000:]
+    assert driver.returncode == code, err[-3000:]
     assert "Traceback" not in err and "interrupted" in err
     done = {p.stem for p in job_dir.glob("*.json")}
     rows = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
@@ -168,3 +170,21 @@ def test_progress_says_rate_elapsed_and_an_eta_past_a_day():
     line = log.getvalue()
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line)  # a log file line carries its time
     assert "1 tasks/h" in line and "elapsed 01:00:00" in line and "ETA 416d 15:00:00" in line, line
+
+
+def test_a_job_that_differs_only_by_name_is_its_own_work(tmp_path, ray_cluster):
+    """Two jobs with one definition are two folders of outputs and two catalog rows each; a job added
+    later with the same definition as a finished one is rendered, not taken as done."""
+    job = "kind: texture, inputs: {inputs}, seeds: 1, params: {{size: 32, iterations: 2}}".format(
+        inputs=DATA / "textures" / "pebbles.jpg")
+    path = tmp_path / "run.yaml"
+    path.write_text(f"name: twins\noutput: out\nmodel: {{weights: random}}\ncluster: {{workers: 1}}\n"
+                    f"jobs:\n  - {{name: a, {job}}}\n")
+    assert run_manifest(parse_manifest(str(path)), stream=None).exit_code == 0
+    path.write_text(path.read_text() + f"  - {{name: b, {job}}}\n  - {{name: c, {job}}}\n")
+    second = run_manifest(parse_manifest(str(path)), stream=None)
+    assert (second.skipped, second.executed, second.exit_code) == (1, 2, 0)
+    for name in "abc":
+        assert len(list((tmp_path / "out" / name).glob("*.png"))) == 1, name
+    rows = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
+    assert sorted(r["job"] for r in rows) == ["a", "b", "c"]

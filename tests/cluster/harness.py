@@ -106,12 +106,12 @@ def timestamp(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def autoscaling_config(path: Path, gcs_address: str, max_gpu_nodes: int) -> Path:
+def autoscaling_config(path: Path, gcs_address: str, max_gpu_nodes: int, idle_minutes: float = 5) -> Path:
     """Ray's fake multi-node provider: the autoscaler "launches" a node by starting a raylet here.
     The head has no CPU for actors; the GPU node type scales from zero, like cluster.yaml's."""
     config = {
         "cluster_name": "texfarm-fake", "max_workers": max_gpu_nodes, "upscaling_speed": 1.0,
-        "idle_timeout_minutes": 5,
+        "idle_timeout_minutes": idle_minutes,
         "provider": {"type": "fake_multinode", "gcs_address": gcs_address, "use_node_id_as_ip": True,
                      "disable_node_updaters": True, "disable_launch_config_check": True},
         "auth": {"ssh_user": "ubuntu"},
@@ -130,7 +130,7 @@ def autoscaling_config(path: Path, gcs_address: str, max_gpu_nodes: int) -> Path
 
 
 @contextlib.contextmanager
-def autoscaling_head(tmp: Path, max_gpu_nodes: int = 2) -> Iterator[str]:
+def autoscaling_head(tmp: Path, max_gpu_nodes: int = 2, idle_minutes: float = 5) -> Iterator[str]:
     """`ray start --head --autoscaling-config ...` with RAY_FAKE_CLUSTER=1 and a temp dir of its own, in
     its own process group; the nodes the autoscaler starts are its children. Yields the GCS address.
     Afterwards the whole group is killed: only what this started."""
@@ -139,7 +139,7 @@ def autoscaling_head(tmp: Path, max_gpu_nodes: int = 2) -> Iterator[str]:
     temp = tempfile.mkdtemp(prefix="raya", dir="/tmp")
     port = free_port()
     address = f"{ray._private.services.get_node_ip_address()}:{port}"
-    config = autoscaling_config(tmp / "autoscaler.json", address, max_gpu_nodes)
+    config = autoscaling_config(tmp / "autoscaler.json", address, max_gpu_nodes, idle_minutes)
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_TMPDIR": temp,
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     head = subprocess.Popen(
@@ -155,3 +155,34 @@ def autoscaling_head(tmp: Path, max_gpu_nodes: int = 2) -> Iterator[str]:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+class ClusterWatch:
+    """The cluster's GPU state over time, read by tests/cluster/watch.py in a process of its own."""
+
+    def __init__(self, address: str) -> None:
+        import threading
+
+        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.cluster.watch", address], cwd=REPO, env=env,
+                                     start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        self.lines: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                pass
+
+    def close(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def __enter__(self) -> "ClusterWatch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.cluster.harness import (add_gpu_node, finish_driver, ray_cluster, s3_records, start_driver, timestamp,
+from tests.cluster.harness import (ClusterWatch, add_gpu_node, finish_driver, ray_cluster, s3_records, start_driver, timestamp,
                                    versions_per_key, wait_for)
 from tests.conftest import DATA
 
@@ -31,29 +31,64 @@ def versioned(bucket):
     return name, client
 
 
-def test_one_gpu_actor_per_node_and_a_node_added_mid_run_gets_work(tmp_path, s3_endpoint, versioned):
+@pytest.mark.parametrize("workers", ["auto", "{min: 1, max: 4}"])
+def test_the_pool_grows_onto_nodes_added_mid_run(tmp_path, s3_endpoint, versioned, workers):
     bucket, client = versioned
-    # Three GPU actors asked for on a cluster of two GPU nodes: work starts on the two that are placed,
-    # and the third starts rendering once a third node joins.
-    manifest = _manifest(tmp_path, bucket, s3_endpoint, seeds=30, workers=3, iterations=30)
+    # Two GPU nodes at the start; a third and a fourth join mid-run. `auto` re-reads the cluster as
+    # nodes join; the range asks for 4 from the start (2 wait unplaced: an autoscaler's demand).
+    manifest = _manifest(tmp_path, bucket, s3_endpoint, seeds=40, workers=workers, iterations=30)
     with ray_cluster(gpu_nodes=2) as cluster:
         head = cluster.head_node.node_id
         first = {node.node_id for node in cluster.worker_nodes}
         driver = start_driver(manifest, cluster.address, tmp_path / "driver.log")
         wait_for(lambda: len(s3_records(client, bucket, "out/pebbles/")) >= 1 or driver.poll() is not None, 240,
-                 "a first task (the run must not wait for the actor that cannot be placed)")
-        added = add_gpu_node(cluster).node_id
+                 "a first task (the run must not wait for actors that cannot be placed)")
+        joined = {}
+        for _ in range(2):
+            joined[add_gpu_node(cluster).node_id] = time.time()
         log = finish_driver(driver, tmp_path / "driver.log")
     assert driver.returncode == 0, log[-3000:]
     records = s3_records(client, bucket, "out/pebbles/")
-    assert len(records) == 30 and {r["status"] for r in records} == {"done"}
+    assert len(records) == 40 and {r["status"] for r in records} == {"done"}
     nodes = [r["node"] for r in records]
     assert head not in nodes  # nothing renders on the head
     assert first <= set(nodes), "each GPU node holds an actor that renders"
-    assert added in nodes, "the node added mid-run got work"
-    assert set(nodes) == first | {added}
+    for node, at in joined.items():
+        mine = [r for r in records if r["node"] == node]
+        assert mine, f"the node added mid-run got no work:\n{log[-2000:]}"
+        lag = min(timestamp(r["started_at"]) for r in mine) - at
+        print(f"workers: {workers}: node joined -> {len(mine)} tasks, first started {lag:.1f} s after it joined")
+    assert set(nodes) == first | set(joined)
     counts = versions_per_key(client, bucket, "out/pebbles/")
-    assert len(counts) == 60 and set(counts.values()) == {1}  # 30 PNGs and 30 records, each written once
+    assert len(counts) == 80 and set(counts.values()) == {1}  # 40 PNGs and 40 records, each written once
+
+
+def test_idle_actors_give_their_gpu_back_before_the_run_ends(tmp_path, s3_endpoint, versioned):
+    bucket, client = versioned
+    # 19 short tasks, then one long one: while it runs, the other actor has nothing to do and is
+    # released after idle_timeout, so its GPU shows free in the cluster before the run ends.
+    path = _manifest(tmp_path, bucket, s3_endpoint, seeds=19, workers=2, iterations=10, extra=", idle_timeout: 1")
+    path.write_text(path.read_text() + f"  - {{name: long, kind: texture, inputs: s3://{bucket}/in/pebbles.jpg,"
+                                       f" params: {{size: 64, iterations: 2000}}}}\n")
+    with ray_cluster(gpu_nodes=2) as cluster, ClusterWatch(cluster.address) as watch:
+        driver = start_driver(path, cluster.address, tmp_path / "driver.log")
+        wait_for(lambda: any(line["gpu_free"] == 0 for line in watch.lines) or driver.poll() is not None, 240,
+                 "both GPUs taken")
+        wait_for(lambda: len(s3_records(client, bucket, "out/pebbles/")) == 19 or driver.poll() is not None, 240,
+                 "the short tasks")
+        wait_for(lambda: watch.lines[-1]["gpu_free"] >= 1 or driver.poll() is not None, 120,
+                 "a GPU released while the long task runs")
+        released_at = time.time()
+        running = driver.poll() is None
+        log = finish_driver(driver, tmp_path / "driver.log")
+    assert driver.returncode == 0, log[-3000:]
+    assert running, f"the run ended before a GPU was released:\n{log[-2000:]}"
+    long = s3_records(client, bucket, "out/long/")
+    assert len(long) == 1 and long[0]["status"] == "done"
+    ended = timestamp(long[0]["finished_at"])
+    print(f"a GPU was free {ended - released_at:.1f} s before the run's last task ended")
+    assert ended > released_at
+    assert "1 released" in log
 
 
 def test_a_node_removed_for_good_loses_nothing_and_the_other_keeps_its_pace(tmp_path, s3_endpoint, versioned):

@@ -44,7 +44,7 @@ def test_size_cap_is_configurable(tmp_path):
     ("name: n\noutput: out\nmodel: {weights: 5}\njobs:\n" + JOB, "m.yaml:3: model.weights: must be imagenet, random"),
     ("name: n\noutput: out\nmodel: {weights: random, compile: yes-please}\njobs:\n" + JOB,
      "m.yaml:3: model.compile: must be true or false"),
-    ("name: n\noutput: out\ncluster: {workers: -2}\njobs:\n" + JOB, "m.yaml:3: cluster.workers: must be 'auto' or a positive count"),
+    ("name: n\noutput: out\ncluster: {workers: -2}\njobs:\n" + JOB, "m.yaml:3: cluster.workers: must be 'auto', a positive count"),
     ("name: n\noutput: out\njobs: []\n", "m.yaml:3: jobs: must be a non-empty list"),
     ("output: out\njobs:\n" + JOB, "m.yaml:1: missing required key 'name'"),
 ])
@@ -100,3 +100,52 @@ def test_the_runs_own_outputs_are_never_its_inputs(tmp_path):
     manifest = parse_manifest(_write(tmp_path, "name: n\noutput: images/out\nmodel: {weights: random}\njobs:\n"
                                                "  - {name: a, kind: texture, inputs: images/}\n"))
     assert [t.inputs["inputs"] for t in manifest.tasks] == [[str(tmp_path / "images" / "pebbles.jpg")]]
+
+
+def _within(seconds, call):
+    """``call()``'s outcome (value or exception), or a failure if it has not returned in ``seconds``: the
+    defects here were hangs, and a hung test must fail, not hang the suite."""
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"no answer in {seconds} s"
+    return outcome
+
+
+def test_a_manifest_that_is_a_fifo_or_a_device_is_refused_at_once(tmp_path):
+    import os
+
+    fifo = tmp_path / "m.yaml"
+    os.mkfifo(fifo)  # nobody writes to it: reading would wait forever
+    for path in (str(fifo), "/dev/zero"):  # /dev/zero would never end
+        error = _within(10, lambda: parse_manifest(path)).get("error")
+        assert isinstance(error, ManifestError) and "is not a regular file" in str(error), error
+
+
+def test_a_manifest_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_bytes(("name: n\noutput: out\n# caf\u00e9\njobs:\n" + JOB).encode("latin-1"))
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(str(path))
+    assert "m.yaml:3: the manifest is not UTF-8 text (byte 0xe9 here): save it as UTF-8" in str(info.value)
+
+
+def test_an_input_that_is_a_fifo_fails_its_read_at_once(tmp_path):
+    import os
+
+    from pipelines.storage import Storage, StorageConfig, StorageError
+
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    error = _within(10, lambda: Storage(StorageConfig()).read(str(fifo))).get("error")
+    assert isinstance(error, StorageError) and "is not a regular file" in str(error), error
