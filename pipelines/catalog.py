@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import statistics
+import sys
 from datetime import datetime
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,6 +27,8 @@ SCHEMA = pa.schema([
     ("versions", pa.string()),  # JSON: python, texfarm, torch, torchvision, ray, boto3, pyarrow, pillow
 ])
 TIMESTAMPS = ("started_at", "finished_at")
+# `{job}/{task_id}.json` or `.failed.json`; job folders never start with `_` (the report's is `_report`)
+_RECORD = re.compile(r"^(?!_)[^/]+/([0-9a-f]{16})(\.failed)?\.json$")
 
 
 def _timestamp(value: Any) -> Optional[datetime]:
@@ -59,12 +63,64 @@ def catalog_uri(output: str) -> str:
     return join(output, CATALOG_NAME)
 
 
-def read_rows(storage: Storage, output: str) -> list[dict[str, Any]]:
+def read_rows(storage: Storage, output: str, rebuild: bool = True,
+              warn: Optional[Callable[[str], None]] = None) -> list[dict[str, Any]]:
+    """The catalog's rows. A catalog that is missing (a run stopped before writing it, e.g. killed) or
+    unreadable (cut short) is rebuilt from the per-task records when ``rebuild``, and written back;
+    a damaged one is named in a warning, never an error that blocks the next run."""
+    warn = warn or _stderr
+    uri = catalog_uri(output)
     try:
-        data = storage.read(catalog_uri(output))
+        data = storage.read(uri)
     except StorageError:
+        data = None
+    if data is not None:
+        try:
+            return pq.read_table(io.BytesIO(data)).to_pylist()
+        except Exception as exc:  # pyarrow's errors for a cut or foreign file vary
+            warn(f"warning: {uri} is not a readable catalog ({type(exc).__name__}); "
+                 f"{'rebuilding it from the task records' if rebuild else 'it will be rewritten'}")
+    if not rebuild:
         return []
-    return pq.read_table(io.BytesIO(data)).to_pylist()
+    rows = rebuild_rows(storage, output, warn)
+    if rows:
+        try:
+            write(storage, output, rows)
+        except StorageError as exc:  # read-only access: the rows still serve this reader
+            warn(f"warning: could not write the rebuilt catalog: {exc}")
+    return rows
+
+
+def record_name(uri: str) -> Optional[tuple[str, bool]]:
+    """(task id, done?) when ``uri`` is a task record `{output}/{job}/{task_id}[.failed].json`."""
+    match = _RECORD.search(uri)
+    return (match.group(1), match.group(2) is None) if match else None
+
+
+def rebuild_rows(storage: Storage, output: str, warn: Optional[Callable[[str], None]] = None) -> list[dict[str, Any]]:
+    """Catalog rows from the records in the job folders (a done record wins over a failed one of the
+    same task); a record that does not parse is skipped, naming its file."""
+    warn = warn or _stderr
+    found: dict[tuple[str, str], tuple[str, bool]] = {}
+    for uri in storage.list(output.rstrip("/") + "/"):
+        named = record_name(uri[len(output.rstrip("/")) + 1:])
+        if named:
+            job = uri[len(output.rstrip("/")) + 1:].split("/", 1)[0]
+            task_id, done = named
+            if done or (job, task_id) not in found:
+                found[(job, task_id)] = (uri, done)
+    uris = [uri for uri, _ in found.values()]
+    rows = []
+    for uri, blob in zip(uris, storage.read_many(uris)):
+        try:
+            rows.append(row(json.loads(blob)))
+        except (ValueError, KeyError, TypeError):
+            warn(f"warning: {uri} is not a valid task record (empty or cut short); skipped")
+    return rows
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def write(storage: Storage, output: str, rows: Iterable[dict[str, Any]], previous: list[dict] | None = None) -> bool:

@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     cat = sub.add_parser("catalog", help="summarize a run's catalog")
     cat.add_argument("output", help="the manifest's output prefix or folder")
     cat.add_argument("--endpoint-url")
+    cat.add_argument("--rebuild", action="store_true",
+                     help="rebuild the catalog from the per-task records (done automatically when it is missing "
+                          "or damaged) and write it")
     export = sub.add_parser("export", help="write a run's renders as dataset shards (Parquet or WebDataset tar)")
     export.add_argument("output", help="the manifest's output prefix or folder")
     export.add_argument("dest", help="a folder or s3:// prefix for the shards (keep it outside OUTPUT)")
@@ -317,9 +320,15 @@ def _catalog(args: argparse.Namespace) -> int:
     from . import catalog
 
     storage = Storage(StorageConfig(endpoint_url=args.endpoint_url))
-    rows = catalog.read_rows(storage, args.output.rstrip("/"))
+    output = args.output.rstrip("/")
+    if args.rebuild:
+        rows = catalog.rebuild_rows(storage, output)
+        catalog.write(storage, output, rows)
+        print(f"rebuilt {catalog.catalog_uri(output)} from {len(rows)} task records", file=sys.stderr)
+    else:
+        rows = catalog.read_rows(storage, output)
     if not rows:
-        print(f"error: no catalog at {catalog.catalog_uri(args.output.rstrip('/'))}", file=sys.stderr)
+        print(f"error: no catalog and no task records under {output}: run the manifest first", file=sys.stderr)
         return EXIT_USAGE
     print(catalog.format_summary(rows))
     return EXIT_OK
@@ -333,7 +342,7 @@ def _failures(args: argparse.Namespace) -> int:
     output = args.output.rstrip("/")
     rows = catalog.read_rows(Storage(StorageConfig(endpoint_url=args.endpoint_url)), output)
     if not rows:
-        print(f"error: no catalog at {catalog.catalog_uri(output)}", file=sys.stderr)
+        print(f"error: no catalog and no task records under {output}: run the manifest first", file=sys.stderr)
         return EXIT_USAGE
     failed = [r for r in rows if r["status"] != "done"]
     for r in failed:

@@ -66,7 +66,7 @@ def export(storage: Storage, output: str, dest: str, fmt: str, shard_size: int =
         raise ValueError("--shard-size must be at least 1")
     rows = catalog.read_rows(storage, output)
     if not rows:
-        raise StorageError(f"no catalog at {catalog.catalog_uri(output)}: run the manifest first")
+        raise StorageError(f"no catalog and no task records under {output}: run the manifest first")
     done = [row for row in rows if row["status"] == "done" and row.get("output_uri")]
     written = []
     for index, chunk in enumerate(_chunks(done, shard_size)):

@@ -335,7 +335,7 @@ def build_report(storage: Storage, output: str, name: Optional[str] = None) -> R
     and only pages and sheets whose content changed are written."""
     rows = catalog.read_rows(storage, output)
     if not rows:
-        raise StorageError(f"no catalog at {catalog.catalog_uri(output)}: run the manifest first")
+        raise StorageError(f"no catalog and no task records under {output}: run the manifest first")
     state = _State(storage, output)
     fresh = [r for r in rows if state.tasks.get(r["task_id"], {}).get("status") != r["status"]]
     with ThreadPoolExecutor(storage.config.max_concurrency) as pool:

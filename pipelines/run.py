@@ -472,8 +472,11 @@ def _done_record(storage: Storage, task: TaskSpec) -> Optional[dict]:
         blob = storage.read(task.output_prefix + records.RECORD_SUFFIX)
     except Exception:  # absent (or unreadable: then running it again is the safe side)
         return None
-    record = json.loads(blob)
-    return record if record.get("status") == "done" else None
+    try:
+        record = json.loads(blob)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and record.get("status") == "done" else None
 
 
 def _unplaced_message(ray, plan: "ActorPlan", waited: float) -> str:
@@ -487,10 +490,21 @@ def _unplaced_message(ray, plan: "ActorPlan", waited: float) -> str:
             "cluster.gpus_per_worker: 0. Raise cluster.start_timeout if nodes take longer to come up")
 
 
+def _drop_broken_record(storage: Storage, uri: str) -> None:
+    """A completion marker that is not a record would make every later run skip its task and fail on
+    the catalog: remove it, so the next run renders the task again."""
+    print(f"warning: {uri} is not a valid task record (empty or cut short); removed, so the next run "
+          "renders this task again", file=sys.stderr)
+    try:
+        storage.delete(uri)
+    except Exception:
+        pass
+
+
 def _write_catalog(storage: Storage, manifest: Manifest, new_records: dict[str, dict],
                    done_before: set[str]) -> bool:
     """Rows for every task of the manifest that has a record; unchanged catalogs are not rewritten."""
-    previous = catalog.read_rows(storage, manifest.output)
+    previous = catalog.read_rows(storage, manifest.output, rebuild=False)  # damaged: warned, rewritten
     previous_by_id = {row["task_id"]: row for row in previous}
     rows, missing = {}, []
     for task in manifest.tasks:
@@ -501,7 +515,10 @@ def _write_catalog(storage: Storage, manifest: Manifest, new_records: dict[str, 
         elif task.task_id in done_before:
             missing.append(task)
     for task, blob in zip(missing, storage.read_many(t.output_prefix + records.RECORD_SUFFIX for t in missing)):
-        rows[task.task_id] = catalog.row(json.loads(blob))
+        try:
+            rows[task.task_id] = catalog.row(json.loads(blob))
+        except (ValueError, KeyError, TypeError):  # empty or cut short (a crash outside texfarm's atomic writes)
+            _drop_broken_record(storage, task.output_prefix + records.RECORD_SUFFIX)
     # Keep rows of tasks from other manifests sharing this output (e.g. an edited manifest).
     ours = {task.task_id for task in manifest.tasks}
     kept = [row for row in previous if row["task_id"] not in ours]

@@ -188,3 +188,33 @@ def test_a_job_that_differs_only_by_name_is_its_own_work(tmp_path, ray_cluster):
         assert len(list((tmp_path / "out" / name).glob("*.png"))) == 1, name
     rows = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
     assert sorted(r["job"] for r in rows) == ["a", "b", "c"]
+
+
+def test_a_missing_or_damaged_catalog_or_record_is_rebuilt_and_named(tmp_path, ray_cluster, capsys):
+    path = _manifest(tmp_path, seeds=2)
+    assert run_manifest(parse_manifest(str(path)), stream=None).exit_code == 1  # the bad job fails
+    out = tmp_path / "out"
+    catalog_file = out / "catalog.parquet"
+    expected = sorted((r["job"], r["status"]) for r in pq.read_table(catalog_file).to_pylist())
+
+    catalog_file.unlink()  # a run killed before its catalog (SIGKILL, a lost head)
+    assert main(["catalog", str(out)]) == 0
+    assert "good" in capsys.readouterr().out
+    assert sorted((r["job"], r["status"]) for r in pq.read_table(catalog_file).to_pylist()) == expected
+
+    catalog_file.write_bytes(catalog_file.read_bytes()[:40])  # cut short
+    assert main(["failures", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"{catalog_file} is not a readable catalog" in captured.err and "bad" in captured.out
+
+    assert main(["catalog", str(out), "--rebuild"]) == 0
+    assert "rebuilt" in capsys.readouterr().err
+
+    broken = sorted((out / "good").glob("*[0-9a-f].json"))[0]
+    broken.write_bytes(b"")  # a record cut short by a crash outside texfarm
+    catalog_file.write_bytes(b"PAR1 not really")
+    again = run_manifest(parse_manifest(str(path)), stream=None)
+    assert again.catalog_written and f"{broken} is not a valid task record" in capsys.readouterr().err
+    last = run_manifest(parse_manifest(str(path)), stream=None)  # the task is rendered again
+    assert last.executed == 1 and json.loads(broken.read_text())["status"] == "done"
+    assert sorted((r["job"], r["status"]) for r in pq.read_table(catalog_file).to_pylist()) == expected
