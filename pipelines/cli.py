@@ -59,6 +59,12 @@ def _add_kind_parser(kinds, kind) -> None:
     parser = kinds.add_parser(kind.name, help=kind.help, description=kind.help)
     for i, role in enumerate((kind.fanout, *kind.shared)):
         several = i > 0 and role not in kind.raw  # shared images: every style image, every content image
+        if not role:  # no fan-out role (mashup): its shared images are the positionals
+            continue
+        if role in kind.optional:  # an option, not a positional: --mask M, --source S [S ...]
+            parser.add_argument(f"--{role}", nargs="+", dest=ROLE_ARGS.get(role, role),
+                                help=f"{role} image(s) (optional)")
+            continue
         parser.add_argument(ROLE_ARGS.get(role, role), nargs="+" if several else None,
                             help=f"{role} image{'s' if several else ''}" if role not in kind.raw
                             else f"{role} file (a .safetensors from texfarm; path or s3:// URI)")
@@ -168,10 +174,13 @@ def _render(args: argparse.Namespace) -> int:
     params = build_params(kind.params, {**kind.preset(given.get("preset")),
                                         **{k: given[k] for k in param_info(kind.params) if given.get(k) is not None}})
     roles = {}
-    for role in (kind.fanout, *kind.shared):
+    for role in (r for r in (kind.fanout, *kind.shared) if r):
         value = given[ROLE_ARGS.get(role, role)]
+        if value is None and role in kind.optional:
+            continue
         roles[role] = value if isinstance(value, list) else [value]
-    inputs = {role: [storage.read(uri) if role in kind.raw else decode_image(storage.read(uri), name=uri)
+    inputs = {role: [storage.read(uri) if role in kind.raw else
+                     decode_image(storage.read(uri), name=uri, alpha=role in kind.alpha)
                      for uri in uris] for role, uris in roles.items()}
     device = pick_device(args.device)
     clock = time.perf_counter()

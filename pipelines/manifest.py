@@ -336,11 +336,12 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
         v.add(path + ("kind",), f"unknown kind {kind_name!r}{_suggest(kind_name, set(KINDS))}")
         return []
     kind = KINDS[kind_name]
-    v.mapping(job, path, JOB_KEYS | {kind.fanout, *kind.shared})
+    v.mapping(job, path, JOB_KEYS | {kind.fanout, *kind.shared} - {""})
     roles, depends = {}, {}
-    for role in (kind.fanout, *kind.shared):
+    for role in (r for r in (kind.fanout, *kind.shared) if r):  # mashup has no fan-out role
         if role not in job:
-            v.add(path, f"missing required key '{role}' (inputs for kind '{kind_name}')")
+            if role not in kind.optional:
+                v.add(path, f"missing required key '{role}' (inputs for kind '{kind_name}')")
             continue
         reference = _generator_reference(v, job[role], path + (role,), kind_name, trainers) \
             if role in kind.raw and kind.generator_from else None
@@ -364,7 +365,7 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
     if v.problems or name is None:
         return []
     # One task per fan-out input, per generator file, per sweep point, per seed.
-    per_task = [kind.fanout, *(role for role in kind.shared if role in kind.raw)]
+    per_task = [role for role in (kind.fanout, *kind.shared) if role and (role == kind.fanout or role in kind.raw)]
     v.task_count += math.prod(len(roles[role]) for role in per_task) * len(combos) * len(seeds)
     if v.task_count > v.max_tasks:  # counted before anything is built
         v.add(path, f"the manifest expands to over {v.max_tasks:,} tasks (at this job); raise limits.max_tasks, "
@@ -372,7 +373,8 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
         return []
     tasks = []
     for picks in itertools.product(*(roles[role] for role in per_task)):
-        inputs = {**{role: roles[role] for role in kind.shared}, **{role: [uri] for role, uri in zip(per_task, picks)}}
+        inputs = {**{role: roles[role] for role in kind.shared if role in roles},
+                  **{role: [uri] for role, uri in zip(per_task, picks)}}
         needs = sorted(depends[uri] for uri in picks if uri in depends)
         for combo in combos:
             task_params = {**params, **combo}

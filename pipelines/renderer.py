@@ -63,25 +63,31 @@ class Renderer:
         except ImportError:
             return None
 
-    def _read_inputs(self, inputs: dict[str, list[str]], raw_roles: tuple[str, ...]):
+    def _read_inputs(self, inputs: dict[str, list[str]], raw_roles: tuple[str, ...], alpha_roles: tuple[str, ...] = ()):
         """Images decoded, raw roles (generator files) as bytes; both kept per actor by URI (within
-        INPUT_CACHE_BYTES), so 16 seeds of one exemplar make one GET and one decode, not 16."""
+        INPUT_CACHE_BYTES), so 16 seeds of one exemplar make one GET and one decode, not 16. An image
+        decoded with its alpha channel is cached apart from its RGB decoding."""
+        def key(role: str, uri: str) -> str:
+            return uri + "\0alpha" if role in alpha_roles else uri
+
+        wanted = {key(role, uri): uri for role, role_uris in inputs.items() for uri in role_uris}
         with self.cache_lock:
-            cached = {uri: self.input_cache[uri] for role_uris in inputs.values() for uri in role_uris
-                      if uri in self.input_cache}
-            for uri in cached:
-                self.input_cache.move_to_end(uri)
-        missing = list(dict.fromkeys(uri for role_uris in inputs.values() for uri in role_uris if uri not in cached))
+            cached = {k: self.input_cache[k] for k in wanted if k in self.input_cache}
+            for k in cached:
+                self.input_cache.move_to_end(k)
+        missing = list(dict.fromkeys(uri for k, uri in wanted.items() if k not in cached))
         fetched = dict(zip(missing, self.storage.read_many(missing)))
         out = {}
         for role, role_uris in inputs.items():
             values = []
             for uri in role_uris:
-                if uri not in cached:
+                k = key(role, uri)
+                if k not in cached:
                     blob = fetched[uri]
-                    cached[uri] = blob if role in raw_roles else decode_image(blob, self.max_input_pixels, name=uri)
-                    self._remember(uri, cached[uri])
-                value = cached[uri]
+                    cached[k] = blob if role in raw_roles else decode_image(blob, self.max_input_pixels, name=uri,
+                                                                            alpha=role in alpha_roles)
+                    self._remember(k, cached[k])
+                value = cached[k]
                 values.append(value if isinstance(value, bytes) else value.clone())  # tasks get their own copy
             out[role] = values
         return out
@@ -111,7 +117,7 @@ class Renderer:
             for record in recs:  # every value the task ran with, defaults included (the catalog's params)
                 record["resolved_params"] = dataclasses.asdict(params)
             t0 = time.perf_counter()
-            inputs = self._read_inputs(specs[0]["inputs"], kind.raw)
+            inputs = self._read_inputs(specs[0]["inputs"], kind.raw, kind.alpha)
             read_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             with self.compute_lock:

@@ -38,6 +38,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> Image.Image:
     """Decode encoded bytes into the 8-bit RGB image every consumer sees (tasks and report alike): EXIF
     orientation applied, alpha over white, any bit depth scaled by its declared depth."""
+    return _to_rgb(_open(data, max_pixels, name))
+
+
+def decode_alpha(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> "np.ndarray | None":
+    """The image's alpha channel as 8-bit (H, W), oriented like ``decode_rgb``'s pixels; None without one."""
+    image = _open(data, max_pixels, name)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode not in ("RGBA", "LA", "PA"):
+        return None
+    return np.asarray(image.getchannel("A"), dtype=np.uint8)
+
+
+def _open(data: bytes, max_pixels: int, name: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
         if image.width * image.height > max_pixels:
@@ -47,7 +61,7 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "i
             )
         image = ImageOps.exif_transpose(image)
         image.load()
-        return _to_rgb(image)
+        return image
     except BadImage:
         raise
     except Exception as exc:  # UnidentifiedImageError, truncated data, OSError

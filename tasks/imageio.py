@@ -9,13 +9,22 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imagefile import DEFAULT_MAX_PIXELS, BadImage, decode_rgb  # noqa: F401 (re-exported)
+from .imagefile import DEFAULT_MAX_PIXELS, BadImage, decode_alpha, decode_rgb  # noqa: F401 (re-exported)
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> torch.Tensor:
-    """Decode encoded bytes into a (1, 3, H, W) float tensor in [0, 1]."""
-    array = np.asarray(decode_rgb(data, max_pixels, name), dtype=np.float32) / 255.0
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image",
+                 alpha: bool = False) -> torch.Tensor:
+    """Decode encoded bytes into a (1, 3, H, W) float tensor in [0, 1]. With ``alpha``, (1, 4, H, W):
+    the colour as stored (not composited) plus the alpha channel (1 where the image has none), for
+    kinds that read transparency as a mask (repair)."""
+    rgb = np.asarray(decode_rgb(data, max_pixels, name), dtype=np.float32) / 255.0
+    image = torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0)
+    if not alpha:
+        return image
+    channel = decode_alpha(data, max_pixels, name)
+    if channel is None:
+        return torch.cat([image, torch.ones_like(image[:, :1])], dim=1)
+    return torch.cat([image, torch.from_numpy(channel.astype(np.float32) / 255.0)[None, None]], dim=1)
 
 
 FORMATS = {"png": ".png", "png16": ".png", "jpeg": ".jpg", "webp": ".webp"}  # format -> file extension

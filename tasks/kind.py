@@ -40,6 +40,8 @@ class Kind:
     run: str  # (inputs: dict[role, list[Tensor]], params, vgg, seed) -> TaskOutput
     fanout: str  # the input role with one task per image ("inputs", "content", "style", "generator")
     shared: tuple[str, ...] = ()  # roles every task of the job receives whole (e.g. "style")
+    optional: tuple[str, ...] = ()  # shared roles a job may leave out (repair's mask and source)
+    alpha: tuple[str, ...] = ()  # roles decoded with their alpha channel, (1, 4, H, W) (repair's image)
     raw: tuple[str, ...] = ()  # roles passed as bytes, not decoded images (a generator file)
     checkpoints: bool = False  # long training: run() takes a CheckpointStore as `checkpoints`
     uses_vgg: bool = True  # False: run() works from its inputs alone and takes `device`

@@ -12,7 +12,7 @@ known weakness, copying one patch over and over.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,13 +52,23 @@ class MRFLoss:
     """Relative squared distance between each image patch and its nearest exemplar patch, per layer."""
 
     def __init__(self, exemplar_features: Sequence[Mapping[str, torch.Tensor]], layer_weights: Mapping[str, float],
-                 params: MRFParams, seed: int = 0, balanced: bool = False) -> None:
+                 params: MRFParams, seed: int = 0, balanced: bool = False,
+                 shares: Optional[Sequence[float]] = None,
+                 masks: Optional[Sequence[Optional[torch.Tensor]]] = None) -> None:
+        """``shares``: one weight per exemplar (a mashup's blend): each keeps that share of its patches,
+        a random subset, relative to the largest share, so the matching draws on them in proportion.
+        ``masks``: per exemplar, None or (1, 1, H, W) with 1 where its pixels may be copied (a repair's
+        own image: never the hole); only patches wholly inside are kept."""
         self.params = params
         self.balanced = balanced
         self.layer_weights = dict(layer_weights)
+        self.generator = torch.Generator().manual_seed(seed)
+        count = len(exemplar_features)
+        shares, masks = self._shares(shares, count), list(masks) if masks is not None else [None] * count
         self.patches = {
-            layer: torch.cat([extract_patches(f[layer], params.patch_size, params.exemplar_stride)
-                              for f in exemplar_features]).detach()
+            layer: torch.cat([self._share(self._inside(extract_patches(f[layer], params.patch_size,
+                                                                       params.exemplar_stride), mask, f[layer]), share)
+                              for f, share, mask in zip(exemplar_features, shares, masks)]).detach()
             for layer in layer_weights
         }
         # Centring by the exemplar's mean patch turns cosine similarity into a correlation. The
@@ -69,7 +79,28 @@ class MRFLoss:
         self.chunk = params.chunk  # shrinks for good after an out-of-memory retry
         self.last_index: dict[str, torch.Tensor] = {}  # the current matches, kept until refresh()
         self.capacity: dict[str, torch.Tensor] = {}  # balanced matching: uses allowed per exemplar patch
-        self.generator = torch.Generator().manual_seed(seed)
+
+    @staticmethod
+    def _shares(shares: Optional[Sequence[float]], count: int) -> list[float]:
+        if shares is None:
+            return [1.0] * count
+        top = max(shares)
+        return [share / top for share in shares]
+
+    def _inside(self, patches: torch.Tensor, mask: Optional[torch.Tensor], features: torch.Tensor) -> torch.Tensor:
+        if mask is None:
+            return patches
+        at_layer = F.interpolate(mask.float(), size=features.shape[-2:], mode="area")
+        inside = extract_patches(at_layer, self.params.patch_size, self.params.exemplar_stride).amin(dim=1) >= 0.999
+        if not inside.any():
+            raise ValueError("no patch of the source lies wholly outside the region to fill: give a source texture")
+        return patches[inside]
+
+    def _share(self, patches: torch.Tensor, share: float) -> torch.Tensor:
+        if share >= 1.0:
+            return patches
+        keep = max(1, round(patches.shape[0] * share))
+        return patches[torch.randperm(patches.shape[0], generator=self.generator)[:keep].to(patches.device)]
 
     def refresh(self) -> None:
         """Forget the matches: the next evaluation matches again (E step of an EM-like loop)."""

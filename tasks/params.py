@@ -40,6 +40,29 @@ class OptimParams:
 
 
 @dataclass
+class PatchParams:
+    """How the MRF loss (Li & Wand 2016) matches patches of deep features to the exemplar's."""
+    patch_size: int = param(3, min=1, max=9, help="patch side in feature pixels", paper="3")
+    stride: int = param(1, min=1, help="image patches: every one (paper)")
+    exemplar_stride: int = param(1, min=1, help="exemplar patches; 2 quarters the matching cost")
+    chunk: int = param(4096, min=1, help="exemplar patches per matrix product; bounds peak memory, halved on OOM")
+    rotations: list[float] = param([0.0], help="degrees; rotated exemplar copies (the paper augments)")
+    scales: list[float] = param([1.0], above=0, help="scaled exemplar copies (the paper augments)")
+    # Against repetitive copying (our additions, each switchable):
+    center_features: bool = param(True, help="match on features centred by the exemplar mean (Pearson, not raw "
+                                             "cosine)")
+    noise: float = param(0.05, min=0, help="std of noise injected into each upsampled octave start")
+    matching: str = param("balanced-coarsest", choices=("balanced-coarsest", "balanced", "nearest"),
+                          help="nearest: each patch takes its most similar exemplar patch (paper); balanced: a "
+                               "uniform sample of the exemplar's patches, each used once, so a sparse exemplar's "
+                               "elements keep their share (ours); balanced-coarsest: balanced at the coarsest "
+                               "octave (the layout), nearest at the finer ones (the detail)",
+                          paper="nearest")
+    repetition_penalty: float = param(0.1, min=0, help="nearest matching: subtract penalty x (uses / expected uses) "
+                                                       "from a patch's match score")
+
+
+@dataclass
 class ExemplarParams:
     """A texture from one exemplar: the output size and the exemplar's scale."""
     size: Size = param(256, help="N (square), 'WxH' or [W, H]; independent of the exemplar's size and aspect")
@@ -89,3 +112,19 @@ def parse_size(size: Size, aspect_from: Optional[tuple[int, int]] = None) -> tup
     if h < 16 or w < 16:
         raise ValueError(f"size {w}x{h} is too small: VGG19 needs at least 16x16 pixels")
     return h, w
+
+
+@dataclass
+class RegionParams(PatchParams, OptimParams):
+    """Known pixels + a synthesized region (repair, expand, enhance, mashup; tasks/region.py): the
+    critic, its layers and the source's scale; the MRF matching settings apply with `loss: mrf`."""
+    loss: str = param("gram", choices=("gram", "mrf"), help="the texture critic: gram (Gatys et al., global "
+                                                          "statistics) or mrf (Li & Wand, patches)")
+    layers: Optional[list[str]] = param(None, choices=LAYER, help="VGG19 layers of the critic; null: relu1_1, "
+                                        "pool1..pool4 for gram, relu3_1 + relu4_1 for mrf")
+    layer_weights: Optional[list[float]] = layer_weights_param()
+    source_scale: float = param(1.0, above=0, max=16, help="resize the source texture first: larger means bigger "
+                                                           "texture elements")
+    iterations: int = param(200, min=1, help="optimizer iterations, shared by the octaves")
+    octaves: int = param(2, min=1, max=8, help="coarse-to-fine levels, each half the size of the next",
+                         paper="texturize: 5")

@@ -3,7 +3,8 @@ module in tasks/kinds/, and one line here; nothing else in the project names a k
 from __future__ import annotations
 
 from .kind import Kind
-from .kinds import generate, mrf, mrf_style, style, stylize, swd, texture, train_stylizer, train_texture_net
+from .kinds import (enhance, expand, generate, mashup, mrf, mrf_style, repair, style, stylize, swd, texture, train_stylizer,
+                    train_texture_net)
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     texture.KIND,
@@ -15,6 +16,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     generate.KIND,
     stylize.KIND,
     swd.KIND,
+    repair.KIND,
+    expand.KIND,
+    enhance.KIND,
+    mashup.KIND,
 )}
 
 TaskKind = Kind  # the name earlier code used

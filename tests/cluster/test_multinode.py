@@ -69,7 +69,7 @@ def test_idle_actors_give_their_gpu_back_before_the_run_ends(tmp_path, s3_endpoi
     # released after idle_timeout, so its GPU shows free in the cluster before the run ends.
     path = _manifest(tmp_path, bucket, s3_endpoint, seeds=19, workers=2, iterations=10, extra=", idle_timeout: 1")
     path.write_text(path.read_text() + f"  - {{name: long, kind: texture, inputs: s3://{bucket}/in/pebbles.jpg,"
-                                       f" params: {{size: 64, iterations: 2000}}}}\n")
+                                       f" params: {{size: 48, iterations: 250}}}}\n")
     with ray_cluster(gpu_nodes=2) as cluster, ClusterWatch(cluster.address) as watch:
         driver = start_driver(path, cluster.address, tmp_path / "driver.log")
         wait_for(lambda: any(line["gpu_free"] == 0 for line in watch.lines) or driver.poll() is not None, 240,
