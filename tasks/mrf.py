@@ -58,7 +58,7 @@ class MRFLoss:
         """``shares``: one weight per exemplar (a mashup's blend): each keeps that share of its patches,
         a random subset, relative to the largest share, so the matching draws on them in proportion.
         ``masks``: per exemplar, None or (1, 1, H, W) with 1 where its pixels may be copied (a repair's
-        own image: never the hole); only patches wholly inside are kept."""
+        own image: never the hole); only patches mostly inside are kept."""
         self.params = params
         self.balanced = balanced
         self.layer_weights = dict(layer_weights)
@@ -91,9 +91,12 @@ class MRFLoss:
         if mask is None:
             return patches
         at_layer = F.interpolate(mask.float(), size=features.shape[-2:], mode="area")
-        inside = extract_patches(at_layer, self.params.patch_size, self.params.exemplar_stride).amin(dim=1) >= 0.999
+        cover = extract_patches(at_layer, self.params.patch_size, self.params.exemplar_stride)
+        inside = cover.amin(dim=1) >= 0.5  # patches mostly made of allowed pixels
+        if not inside.any():  # a deep layer's patches all reach out: those centred on allowed pixels
+            inside = cover[:, self.params.patch_size ** 2 // 2] >= 0.5
         if not inside.any():
-            raise ValueError("no patch of the source lies wholly outside the region to fill: give a source texture")
+            raise ValueError("no patch of the source lies outside the region to fill: give a source texture")
         return patches[inside]
 
     def _share(self, patches: torch.Tensor, share: float) -> torch.Tensor:
@@ -136,10 +139,16 @@ class MRFLoss:
         self.last_index[layer] = match.index
         return match.index
 
-    def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, features: Mapping[str, torch.Tensor], window: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``window`` (1, 1, h, w): only the image patches centred where it is set count (a region being
+        made next to known pixels: the known ones would only dilute the loss)."""
         total = 0.0
         for layer, weight in self.layer_weights.items():
             query = extract_patches(features[layer], self.params.patch_size, self.params.stride)
+            if window is not None:
+                at_layer = F.interpolate(window.float(), size=features[layer].shape[-2:], mode="area")
+                centre = extract_patches(at_layer, self.params.patch_size, self.params.stride)[:, self.params.patch_size ** 2 // 2]
+                query = query[centre > 0]
             with torch.no_grad():
                 index = self.last_index.get(layer)
                 if index is None:

@@ -15,7 +15,7 @@ from .kinds.expand import ExpandParams
 from .kinds.mashup import MashupParams
 from .kinds.repair import RepairParams
 from .params import parse_size
-from .region import region_record, synthesize
+from .region import region_record, smooth_fill, surroundings, synthesize
 from .vgg import VGGFeatures
 
 
@@ -48,8 +48,9 @@ def repair(inputs: dict[str, Sequence[torch.Tensor]], params: RepairParams, vgg:
                          "texture from scratch")
     sources = [s[:, :3] for s in inputs.get("source") or []]
     masks = [None] * len(sources)
-    if not sources:  # the image is its own source, but never the hole's old content
-        sources, masks = [image], [known]
+    if not sources:  # the image is its own source: the pixels around the hole, never its old content
+        sources, masks = [torch.where(known, image, smooth_fill(image, known, image.mean(dim=(2, 3), keepdim=True)))], \
+            [surroundings(known)]
     result, octaves = synthesize(image, known, sources, [1.0] * len(sources), params, vgg, seed,
                                  source_masks=masks)
     record = base_record(octaves, vgg.device, clock.seconds)

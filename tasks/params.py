@@ -128,3 +128,9 @@ class RegionParams(PatchParams, OptimParams):
     iterations: int = param(200, min=1, help="optimizer iterations, shared by the octaves")
     octaves: int = param(2, min=1, max=8, help="coarse-to-fine levels, each half the size of the next",
                          paper="texturize: 5")
+
+
+# Measured on a 16 px hole in a 64x48 photo with seeded random weights (tests/test_operations.py): their
+# critics accept pixel noise in a made region (avg pooling averages it away); without smoothing the
+# steps across the seam average 0.44 (the photo's own: 0.11, its 90th percentile 0.29), with 0.3: 0.17.
+REGION_RANDOM_WEIGHTS = {"tv_weight": 0.3}

@@ -79,15 +79,18 @@ class Critic:
         return mrf, mrf.refresh
 
 
-def masked_gram(features: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+def masked_gram(features: torch.Tensor, mask: Optional[torch.Tensor], strict: bool = True) -> torch.Tensor:
     """The Gram matrix of the positions a mask (1, 1, h, w) keeps, averaged over them (Gatys et al.
-    2017's guided Gram matrices, with a hard mask): ``gram`` when there is no mask."""
+    2017's guided Gram matrices, with a hard mask): ``gram`` when there is no mask. ``strict``: the
+    positions mostly inside (a source's texture); else any position the mask touches (a loss window)."""
     if mask is None:
         return gram(features)
-    at_layer = (F.interpolate(mask, size=features.shape[-2:], mode="area") >= 0.999).to(features.dtype)
+    area = F.interpolate(mask, size=features.shape[-2:], mode="area")
+    at_layer = (area >= 0.5 if strict else area > 0).to(features.dtype)
+    if at_layer.sum() < 1:  # a deep layer's cells are all partly outside: take those that touch it
+        at_layer = (area > 0).to(features.dtype)
     if at_layer.sum() < 1:
-        raise ValueError("the source has no texture left outside the region to fill at this scale: give a "
-                         "source texture")
+        raise ValueError("the source has no texture left outside the region to fill: give a source texture")
     flat = (features * at_layer).flatten(2)
     return flat @ flat.transpose(1, 2) / at_layer.sum()
 
@@ -117,13 +120,34 @@ def synthesize(canvas: torch.Tensor, known: torch.Tensor, sources: Sequence[torc
 
     def init(octave_size: tuple[int, int]) -> torch.Tensor:
         fixed, mask = at(octave_size)
-        first = resize(start.to(device), octave_size) if start is not None else \
-            seeded_noise(seed, octave_size, mean, device, std=0.15)
-        return torch.where(mask, fixed, first)
+        if start is not None:
+            return torch.where(mask, fixed, resize(start.to(device), octave_size))
+        # Noise around the colours nearby (a coarse normalized convolution of the known pixels), so the
+        # region starts as a smooth continuation of its border rather than of the global mean.
+        noise = seeded_noise(seed, octave_size, torch.zeros(1, 3, 1, 1), device, std=INIT_NOISE, clamp=False)
+        return torch.where(mask, fixed, (smooth_fill(fixed, mask, mean) + noise).clamp(0, 1))
 
     def objective_for(octave_size: tuple[int, int]):
         fixed, mask = at(octave_size)
-        loss_of, refresh = critic.for_octave(octave_size)
+        critic_loss, refresh = critic.for_octave(octave_size)
+        scale = octave_size[0] / height
+        window = loss_window(mask, max(1, round(WINDOW_MARGIN * scale)))
+        top, bottom, left, right = crop_box(window, params.tileable, max(16, round(CONTEXT * scale)))
+        if window is not None:
+            window = window[..., top:bottom, left:right]
+
+        def loss_of(composite: torch.Tensor) -> torch.Tensor:
+            """The critic on the loss window only (the region being made and a thin margin of known pixels,
+            so the seam is in the loss; the known pixels further away would only dilute it), its features
+            computed with CONTEXT pixels around it, cropped (a small hole costs a small VGG pass)."""
+            feats = vgg(composite[..., top:bottom, left:right], critic.layers)
+            if isinstance(critic_loss, GramLoss):
+                # Over the whole crop, not the window alone: a Gram matrix of the few positions a small
+                # hole has at pool4 cannot match one averaged over many, and chasing it drives the pixels
+                # to extremes (measured: saturated noise). The crop is mostly the surroundings the
+                # source is taken from, so the truth scores near zero.
+                return critic_loss(feats)
+            return critic_loss(feats, window)
         low = None
         if fidelity is not None:
             target, weight = fidelity
@@ -133,7 +157,7 @@ def synthesize(canvas: torch.Tensor, known: torch.Tensor, sources: Sequence[torc
 
         def objective(x: torch.Tensor) -> torch.Tensor:
             composite = torch.where(mask, fixed, x)
-            loss = loss_of(vgg(composite, critic.layers))
+            loss = loss_of(composite)
             if low is not None:
                 loss = loss + weight * F.mse_loss(resize(composite, tuple(low.shape[-2:])), low) / scale
             return with_tv(loss, composite, params)
@@ -143,6 +167,63 @@ def synthesize(canvas: torch.Tensor, known: torch.Tensor, sources: Sequence[torc
     image, octaves = solve_octaves(params, vgg, (height, width), init, objective_for,
                                    jitter=params.noise if params.loss == "mrf" else 0.0, seed=seed)
     return torch.where(known, canvas, image.clamp(0, 1)), octaves
+
+
+# The made region starts from its surroundings plus a little noise: the deep layers the critics use
+# barely see pixel noise (avg pooling averages it away), so a noisier start would stay noisy.
+INIT_NOISE = 0.02
+WINDOW_MARGIN = 4  # known pixels (at full size) around the made region that its loss window takes in
+CONTEXT = 32  # pixels around the window that its features see (VGG's receptive field, not zero padding)
+
+
+def loss_window(known: torch.Tensor, margin: int) -> Optional[torch.Tensor]:
+    """Where the critic looks: the unknown pixels grown by ``margin`` (so the windows that straddle the
+    border see both sides and the seam is part of the loss); None when nothing is known (all of it)."""
+    if bool((~known).all()):
+        return None
+    grown = F.max_pool2d((~known).float(), kernel_size=2 * margin + 1, stride=1, padding=margin)
+    return grown > 0
+
+
+def crop_box(window: Optional[torch.Tensor], tileable: bool, context: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right): the window's bounding box grown by ``context`` within the canvas; the
+    whole canvas for a tileable result (its wrap-around needs every edge) or without a window."""
+    if window is None:
+        return 0, None, 0, None
+    height, width = window.shape[-2:]
+    if tileable:
+        return 0, height, 0, width
+    rows, cols = window[0, 0].any(dim=1).nonzero(), window[0, 0].any(dim=0).nonzero()
+    return (max(0, int(rows.min()) - context), min(height, int(rows.max()) + 1 + context),
+            max(0, int(cols.min()) - context), min(width, int(cols.max()) + 1 + context))
+
+
+def smooth_fill(image: torch.Tensor, known: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Each unknown pixel: the average of the known pixels around it, from a pyramid of normalized
+    convolutions (coarser where the nearest known pixels are farther); ``fallback`` where none are."""
+    height, width = image.shape[-2:]
+    weight = known.to(image.dtype)
+    filled, have = torch.zeros_like(image), torch.zeros_like(weight)
+    side = min(height, width)
+    while side >= 2:
+        small = (max(1, round(height * side / min(height, width))), max(1, round(width * side / min(height, width))))
+        total = resize(resize(image * weight, small), (height, width))
+        count = resize(resize(weight, small), (height, width))
+        fresh = (count > 1e-3) & (have < 0.5)
+        filled = torch.where(fresh, total / count.clamp_min(1e-3), filled)
+        have = torch.maximum(have, fresh.to(have.dtype))
+        side //= 2
+    return torch.where(have > 0.5, filled, fallback.expand_as(image)).clamp(0, 1)
+
+
+def surroundings(known: torch.Tensor) -> torch.Tensor:
+    """The known pixels of the crop the critic sees around the region to make: a photo is not one
+    texture, so a hole in the sky is filled from the sky around it, not from the whole image, and
+    the crop's true content would score near zero."""
+    top, bottom, left, right = crop_box(loss_window(known, WINDOW_MARGIN), False, CONTEXT)
+    box = torch.zeros_like(known)
+    box[..., top:bottom, left:right] = True
+    return known & box
 
 
 def region_record(known: torch.Tensor) -> dict:

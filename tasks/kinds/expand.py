@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..kind import Kind, Size, param
-from ..params import RegionParams
+from ..params import REGION_RANDOM_WEIGHTS, RegionParams
 
 ANCHORS = ("center", "top-left", "top", "top-right", "left", "right", "bottom-left", "bottom", "bottom-right")
 
@@ -17,4 +17,5 @@ class ExpandParams(RegionParams):
 
 KIND = Kind("expand", "grow an image to a larger canvas, synthesizing the border from a source texture "
             "(default: the image itself)", ExpandParams, run="tasks.operations:expand", fanout="inputs",
-            shared=("source",), optional=("source",))
+            shared=("source",), optional=("source",),
+            presets={"random-weights": REGION_RANDOM_WEIGHTS})

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..kind import Kind, Size, param
-from ..params import RegionParams
+from ..params import REGION_RANDOM_WEIGHTS, RegionParams
 
 
 @dataclass
@@ -17,4 +17,5 @@ class MashupParams(RegionParams):
 
 
 KIND = Kind("mashup", "one texture from several exemplars blended by weights", MashupParams,
-            run="tasks.operations:mashup", fanout="", shared=("inputs",), reports_quality=False)
+            run="tasks.operations:mashup", fanout="", shared=("inputs",), reports_quality=False,
+            presets={"random-weights": REGION_RANDOM_WEIGHTS})

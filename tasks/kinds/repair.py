@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..kind import Kind, param
-from ..params import RegionParams
+from ..params import REGION_RANDOM_WEIGHTS, RegionParams
 
 
 @dataclass
@@ -15,4 +15,5 @@ class RepairParams(RegionParams):
 
 KIND = Kind("repair", "fill the masked region of an image (mask image or alpha = 0) from a source texture "
             "(default: the image itself)", RepairParams, run="tasks.operations:repair", fanout="inputs",
-            shared=("mask", "source"), optional=("mask", "source"), alpha=("inputs",), reports_quality=False)
+            shared=("mask", "source"), optional=("mask", "source"), alpha=("inputs",), reports_quality=False,
+            presets={"random-weights": REGION_RANDOM_WEIGHTS})
