@@ -127,6 +127,6 @@ def mashup(inputs: dict[str, Sequence[torch.Tensor]], params: MashupParams, vgg:
     known = torch.zeros(1, 1, height, width, dtype=torch.bool)
     result, octaves = synthesize(torch.zeros(1, 3, height, width), known, exemplars, weights, params, vgg, seed)
     record = base_record(octaves, vgg.device, clock.seconds)
-    record.update(weights=weights)
+    record.update(exemplar_weights=weights)  # not `weights`: that is the VGG weights id of every record
     heaviest = exemplars[max(range(len(weights)), key=weights.__getitem__)]
     return TaskOutput([result.cpu()], with_quality(record, result, heaviest.to(result.device), params.source_scale))

@@ -192,3 +192,37 @@ def test_operations_are_declared_kinds_validated_with_lines(tmp_path):
         by_job.setdefault(task.job, []).append(task)
     assert len(by_job["r"]) == 1 and set(by_job["r"][0].inputs) == {"inputs", "mask"}  # no source: optional
     assert len(by_job["m"]) == 4 and len(by_job["m"][0].inputs["inputs"]) == 2  # one task holds every exemplar
+
+
+@pytest.mark.slow
+def test_the_operations_run_from_a_manifest_and_from_render(tmp_path, ray_cluster):
+    from pipelines.cli import main
+    from pipelines.run import run_manifest
+
+    photo_path, mask_path = tmp_path / "photo.png", tmp_path / "hole.png"
+    Image.open(DATA / "content" / "golden_gate.jpg").convert("RGB").resize((64, 48)).save(photo_path)
+    hole = Image.new("L", (64, 48), 255)
+    hole.paste(0, (24, 16, 40, 32))
+    hole.save(mask_path)
+    pebbles, peppers = DATA / "textures" / "pebbles.jpg", DATA / "textures" / "red_peppers.jpg"
+    path = tmp_path / "ops.yaml"
+    path.write_text(
+        f"name: ops\noutput: out\nmodel: {{weights: random}}\ncluster: {{workers: 1}}\njobs:\n"
+        f"  - {{name: r, kind: repair, inputs: {photo_path}, mask: {mask_path}, preset: random-weights,"
+        f" params: {{iterations: 4}}}}\n"
+        f"  - {{name: x, kind: expand, inputs: {photo_path}, params: {{size: [80, 64], anchor: top-left, iterations: 4}}}}\n"
+        f"  - {{name: m, kind: mashup, inputs: [{pebbles}, {peppers}], params: {{size: 32, iterations: 4}},"
+        f" sweep: {{exemplar_weights: [[1, 0], [1, 1]]}}}}\n")
+    summary = run_manifest(parse_manifest(str(path)), stream=None)
+    assert summary.exit_code == 0 and summary.executed == 4, [r.get("error") for r in summary.failed]
+    by_job = {r["job"]: r for r in summary.records}
+    original = np.asarray(Image.open(photo_path))
+    repaired = np.asarray(Image.open(by_job["r"]["output_uri"]))
+    assert (repaired[:16] == original[:16]).all() and by_job["r"]["made_box"] == [24, 16, 40, 32]
+    expanded = np.asarray(Image.open(by_job["x"]["output_uri"]))
+    assert expanded.shape == (64, 80, 3) and (expanded[:48, :64] == original).all()
+
+    out = tmp_path / "cli.png"
+    assert main(["render", "repair", str(photo_path), "--mask", str(mask_path), "-o", str(out), "--weights",
+                 "random", "--iterations", "3"]) == 0
+    assert (np.asarray(Image.open(out))[32:] == original[32:]).all()
