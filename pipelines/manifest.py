@@ -404,6 +404,21 @@ def _check_cluster(v: _Validator, cluster: dict) -> None:
             v.add(("cluster", key), f"must be {'above' if strict else 'at least'} {low} ({what}), not {value!r}")
 
 
+def _output_problem(output: str) -> Optional[str]:
+    """What is wrong with an output that would otherwise land somewhere the user did not mean: an
+    empty one (0 tasks, exit 0), `~/x` (a literal `~` folder), a scheme in capitals or one we do not
+    write (a local folder named `S3:` or `http:`)."""
+    if not output.strip():
+        return "is empty: give an s3:// prefix or a local folder"
+    if output.startswith("~"):
+        return f"{output!r} starts with '~', which a manifest does not expand: write the folder out (absolute, or relative to the manifest)"
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", output)
+    if scheme and scheme.group(1) not in ("s3", "file"):
+        known = "s3:// (lower case)" if scheme.group(1).lower() == "s3" else "s3:// or file://"
+        return f"scheme '{scheme.group(1)}://' is not one texfarm writes to; use {known}, or a local folder"
+    return None
+
+
 def _count(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
@@ -505,6 +520,9 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     if not isinstance(jobs, list) or not jobs:
         v.add(("jobs",), "must be a non-empty list of jobs")
         jobs = []
+    if output is not None and _output_problem(output):
+        v.add(("output",), _output_problem(output))
+        output = None
     if output is not None:
         v.output_relative = is_relative(output)
         output = v.resolve(output).rstrip("/")

@@ -110,9 +110,26 @@ def _listed_ids(storage: Storage, manifest: Manifest) -> tuple[set[str], set[str
     return done, failed
 
 
+def _check_address(address: Optional[str], timeout: float = 5.0) -> None:
+    """A GCS address `HOST:PORT` that nothing answers fails in seconds, naming it: Ray itself retries
+    for minutes, its connection warnings repeating."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as exc:
+        raise WorkerStartError(f"no Ray cluster answers at {address} ({exc}): check the head's address and "
+                               "port (`ray status` on the head), or leave out --address for a local Ray") from None
+
+
 def _init_ray(address: Optional[str]):
     import ray
 
+    _check_address(address)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True, log_to_driver=True)

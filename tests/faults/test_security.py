@@ -106,4 +106,10 @@ def test_a_password_in_an_endpoint_url_is_never_printed_or_stored(tmp_path, caps
     out = capsys.readouterr()
     assert "127.0.0.1:9" in out.err and secret not in out.err + out.out
     signed = "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIAX%2F1&X-Amz-Signature=abc123&x=1"
-    assert redact(signed) == "https://b.s3.amazonaws.com/k?X-Amz-Credential=***&X-Amz-Signature=***&x=1"
+    assert redact(signed) == "https://b.s3.amazonaws.com/k?X-Amz-Credential=***&X-Amz-Signature=***&x=***"
+    # A password holding '@' goes whole (redaction once stopped at its first '@'); a token in an
+    # endpoint's query string too; S3 keys and hosts stay readable.
+    assert redact("cannot reach http://admin:ss@SECRET@127.0.0.1:9/b?token=T0KEN: refused") == \
+        "cannot reach http://***@127.0.0.1:9/b?token=*** refused"
+    assert redact("s3://bucket/in/photo #1.png and https://host:9000/path") == \
+        "s3://bucket/in/photo #1.png and https://host:9000/path"
