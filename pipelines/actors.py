@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 STARTING, READY, DOWN, LOST, RELEASED = "starting", "ready", "down", "lost", "released"
 LIVE = (STARTING, READY, DOWN)  # states that hold (or wait for) a place on the cluster
 PROBE_BACKOFF_MAX = 2.0  # seconds between readiness probes of an actor whose probe failed
+START_DEATHS = 3  # deaths of a never-ready actor before its reason ends the run's start
 
 
 class WorkerStartError(RuntimeError):
@@ -45,6 +46,7 @@ class ActorPool:
         self.down_since: dict[int, float] = {}
         self.dead_oldest: dict[int, Any] = {}  # per down actor: its oldest call when the death was seen
         self.init_errors: list[str] = []
+        self.start_deaths: dict[int, int] = {}  # deaths of actors that never answered their probe
         self.started = clock()
         self.ever_ready = False
         self.last_seen: dict[str, float] = {}  # node id -> when something answered from it
@@ -159,6 +161,15 @@ class ActorPool:
             cause = getattr(exc, "cause", None) or exc
             self.init_errors.append(str(cause).strip().splitlines()[-1])
             return
+        if self.state[index] == STARTING and type(exc).__name__ == "ActorDiedError":
+            # Died before it ever answered (its worker could not join the cluster: a token-auth
+            # mismatch, a broken image): Ray restarts it to die again. After a few such deaths the
+            # reason is the same for every actor; say it now rather than after restart_timeout.
+            self.start_deaths[index] = self.start_deaths.get(index, 0) + 1
+            if self.start_deaths[index] >= START_DEATHS:
+                self.state[index] = LOST
+                self.init_errors.append(_death_reason(exc))
+                return
         since = self.down_since.setdefault(index, self.clock())
         if self.clock() - since > self.restart_timeout:
             self.state[index] = LOST
@@ -211,3 +222,11 @@ class ActorPool:
     # --- helpers -------------------------------------------------------------------------
     def _probe(self, index: int) -> None:
         self.in_flight[self.actors[index].ready.remote()] = (index, [])
+
+
+def _death_reason(exc: Exception) -> str:
+    """Ray's own words for an actor's death (its error text names the cause, e.g. the worker's exit)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    telling = [line for line in lines if any(word in line.lower() for word in ("because", "detail", "reason"))]
+    reason = (telling or lines or [""])[-1]
+    return f"the worker died before it was ready, {START_DEATHS} times: {reason[:500]}"

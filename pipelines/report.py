@@ -50,8 +50,19 @@ def _poor(row: dict) -> bool:
     quality, coverage = row.get("quality"), row.get("colour_coverage")
     return (quality is not None and quality > POOR_QUALITY) or (coverage is not None and coverage < POOR_COVERAGE)
 
-def _thumbnail(data: bytes, tile: bool, name: str = "image") -> Image.Image:
+OUTLINE = (255, 0, 255)  # the border between kept and made pixels (repair, expand) on a thumbnail
+
+
+def _thumbnail(data: bytes, tile: bool, name: str = "image", outline: Optional[list] = None) -> Image.Image:
+    """``outline`` [x0, y0, x1, y1]: a box drawn on the image (a repair's made region, an expand's kept
+    original), so the card shows what was kept and what was made."""
     image = decode_rgb(data, name=name)  # the tasks' decoder: EXIF rotation, alpha over white, bit depth
+    if outline:
+        from PIL import ImageDraw
+
+        x0, y0, x1, y1 = outline
+        ImageDraw.Draw(image).rectangle([x0, y0, x1 - 1, y1 - 1], outline=OUTLINE,
+                                        width=max(1, max(image.size) // THUMB))
     if tile:  # a 2x2 tiling shows a seam, or its absence, at a glance
         tiled = Image.new("RGB", (image.width * 2, image.height * 2))
         for x in (0, image.width):
@@ -119,7 +130,8 @@ def _process_task(storage: Storage, output: str, row: dict) -> dict:
     tileable = bool(record.get("params", {}).get("tileable"))
     thumb = f"thumbs/{row['job']}/{row['task_id']}.jpg"
     image_uri = record.get("output_uri") or prefix + ".png"  # .jpg / .webp when the job asked for them
-    storage.write(join(output, REPORT, thumb), _jpeg(_thumbnail(storage.read(image_uri), tileable)))
+    outline = record.get("anchor_box") or record.get("made_box")  # records that say what was kept and made
+    storage.write(join(output, REPORT, thumb), _jpeg(_thumbnail(storage.read(image_uri), tileable, outline=outline)))
     entry.update(thumb=thumb, curve=_curve(record), tiled=tileable)
     return entry
 

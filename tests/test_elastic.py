@@ -141,3 +141,19 @@ def test_a_run_reaches_its_first_actor_and_resumes_without_torch_in_the_driver(t
     assert resume["exit"] == 0 and resume["torch"] is False
     # This process's own peak (VmHWM; ru_maxrss would include pytest's, inherited across exec)
     assert resume["rss_mb"] < 300, resume  # torch alone would take it past 1 GB
+
+
+class ActorDiedError(Exception):
+    """Named as Ray's: what a probe of an actor whose worker keeps dying on start raises."""
+
+
+def test_an_actor_that_dies_before_it_is_ever_ready_gives_its_reason_fast():
+    ray, names = FakeRay(), iter(range(100))
+    pool = ActorPool(ray, lambda: FakeRay.Handle(next(names)), 1, depth=1, restart_timeout=600, clock=lambda: 0.0)
+    reason = "The actor died because its worker exited: Missing authorization header"
+    for _ in range(2):
+        pool.probe_failed(0, ActorDiedError(f"ActorDiedError\n{reason}"))
+        assert pool.state[0] == STARTING and not pool.init_errors  # Ray restarts it; not yet judged
+    pool.probe_failed(0, ActorDiedError(f"ActorDiedError\n{reason}"))
+    assert pool.state[0] != STARTING and not pool.alive  # no 600 s restart wait
+    assert "Missing authorization header" in pool.init_errors[0] and "3 times" in pool.init_errors[0]

@@ -222,6 +222,17 @@ def test_the_operations_run_from_a_manifest_and_from_render(tmp_path, ray_cluste
     expanded = np.asarray(Image.open(by_job["x"]["output_uri"]))
     assert expanded.shape == (64, 80, 3) and (expanded[:48, :64] == original).all()
 
+    # The report's card shows what was kept and what was made: the made box outlined.
+    from pipelines.report import OUTLINE, build_report
+    from pipelines.storage import Storage, StorageConfig
+
+    build_report(Storage(StorageConfig()), str(tmp_path / "out"), "ops")
+    thumb = np.asarray(Image.open(tmp_path / "out" / "_report" / "thumbs" / "r" / f"{by_job['r']['task_id']}.jpg"))
+    scale = thumb.shape[1] / 64
+    edge = thumb[round(16 * scale), round(28 * scale):round(36 * scale)].astype(int)  # the box's top edge
+    magenta = (edge[:, 0] - edge[:, 1] > 60) & (edge[:, 2] - edge[:, 1] > 60)  # JPEG blurs OUTLINE's (255, 0, 255)
+    assert magenta.mean() > 0.5 and OUTLINE == (255, 0, 255), edge
+
     out = tmp_path / "cli.png"
     assert main(["render", "repair", str(photo_path), "--mask", str(mask_path), "-o", str(out), "--weights",
                  "random", "--iterations", "3"]) == 0
