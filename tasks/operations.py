@@ -3,7 +3,6 @@ mashup), each a thin setup of tasks/region.py's skeleton: which pixels are known
 the canvas, and which sources the rest is made from."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import torch
@@ -101,9 +100,8 @@ def enhance(inputs: dict[str, Sequence[torch.Tensor]], params: EnhanceParams, vg
         raise ValueError(f"{iw}x{ih} x{params.zoom} is under 16 px: VGG19 needs at least 16x16")
     sources = [s[:, :3] for s in inputs.get("source") or []] or [image]
     upscaled = resize(image, size)
-    # Native scale: the source's elements keep their pixel size in the output, so its detail is invented
-    # at the new resolution rather than magnified with it.
-    params = dataclasses.replace(params, source_scale=params.source_scale * params.zoom)
+    # Native scale (source_scale 1 at the finest octave): the source's pixels map onto the output's, so
+    # its detail is invented at the new resolution rather than magnified with the layout.
     start = (upscaled + seeded_noise(seed, size, torch.zeros(1, 3, 1, 1), image.device, std=0.03,
                                      clamp=False)).clamp(0, 1)
     known = torch.zeros(1, 1, *size, dtype=torch.bool)

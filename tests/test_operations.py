@@ -132,7 +132,8 @@ def test_enhance_keeps_the_layout_and_invents_detail_like_the_source(pebbles, vg
 
     preset = get_kind("enhance").preset("random-weights")
     params = build_params(EnhanceParams, {**preset, "zoom": 2, "iterations": 60, "octaves": 1})
-    out = enhance({"inputs": [small], "source": [pebbles]}, params, vgg, seed=0)
+    source = sharp.flip(-1)  # pebbles at the output's pixel scale, not the truth's layout
+    out = enhance({"inputs": [small], "source": [source]}, params, vgg, seed=0)
     result = out.images[0]
     assert result.shape == (1, 3, 96, 96)
     assert (resize(result, (48, 48)) - small).abs().mean() < 0.04  # downscaled again: the input's layout
