@@ -110,20 +110,32 @@ def _listed_ids(storage: Storage, manifest: Manifest) -> tuple[set[str], set[str
     return done, failed
 
 
-def _check_address(address: Optional[str], timeout: float = 5.0) -> None:
-    """A GCS address `HOST:PORT` that nothing answers fails in seconds, naming it: Ray itself retries
-    for minutes, its connection warnings repeating."""
+ADDRESS_WAIT = 20.0  # seconds a GCS address may take to answer (a head that is still starting)
+
+
+def _check_address(address: Optional[str], wait: float = ADDRESS_WAIT) -> None:
+    """A GCS address `HOST:PORT` that nothing answers within ``wait`` seconds fails, naming it: Ray
+    itself retries for minutes, its connection warnings repeating. A head still starting gets the wait."""
     import socket
 
     if not address or address == "auto" or "://" in address or ":" not in address:
         return
     host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return
-    except (OSError, ValueError) as exc:
-        raise WorkerStartError(f"no Ray cluster answers at {address} ({exc}): check the head's address and "
-                               "port (`ray status` on the head), or leave out --address for a local Ray") from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=5.0):
+                return
+        except ValueError as exc:
+            error = exc
+            break
+        except OSError as exc:
+            error = exc
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    raise WorkerStartError(f"no Ray cluster answers at {address} ({error}) after {wait:.0f} s: check the head's address "
+                           "and port (`ray status` on the head), or leave out --address for a local Ray")
 
 
 def _init_ray(address: Optional[str]):

@@ -88,5 +88,5 @@ def test_an_address_nobody_answers_fails_in_seconds_naming_it(tmp_path, capsys):
     path = _project(tmp_path)
     started = time.monotonic()
     assert main(["run", str(path), "--address", f"127.0.0.1:{port}"]) == 2
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 40  # ADDRESS_WAIT (20 s) for a head still starting, not Ray's minutes
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in capsys.readouterr().err
