@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_benchmark_runs_at_a_tiny_size(tmp_path):
     # 1500 s: every section at 32 px, torch.compile included, on one CPU thread; it took over 600 s on this
-    # session's 2-core machine (twice, once alone), under 600 s in earlier CI runs.
+    # session's 2-core machine (twice), under 600 s in earlier CI runs.
     out = tmp_path / "bench.md"
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "bench", "--sizes", "32", "--iterations", "2", "--mrf", "--nets",
