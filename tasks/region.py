@@ -79,14 +79,14 @@ class Critic:
         return mrf, mrf.refresh
 
 
-def masked_gram(features: torch.Tensor, mask: Optional[torch.Tensor], strict: bool = True) -> torch.Tensor:
+def masked_gram(features: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
     """The Gram matrix of the positions a mask (1, 1, h, w) keeps, averaged over them (Gatys et al.
-    2017's guided Gram matrices, with a hard mask): ``gram`` when there is no mask. ``strict``: the
-    positions mostly inside (a source's texture); else any position the mask touches (a loss window)."""
+    2017's guided Gram matrices, with a hard mask): ``gram`` when there is no mask. The positions
+    mostly inside count (a deep layer whose cells all reach out: those the mask touches)."""
     if mask is None:
         return gram(features)
     area = F.interpolate(mask, size=features.shape[-2:], mode="area")
-    at_layer = (area >= 0.5 if strict else area > 0).to(features.dtype)
+    at_layer = (area >= 0.5).to(features.dtype)
     if at_layer.sum() < 1:  # a deep layer's cells are all partly outside: take those that touch it
         at_layer = (area > 0).to(features.dtype)
     if at_layer.sum() < 1:
