@@ -61,9 +61,10 @@ def _add_kind_parser(kinds, kind) -> None:
         several = i > 0 and role not in kind.raw  # shared images: every style image, every content image
         if not role:  # no fan-out role (mashup): its shared images are the positionals
             continue
-        if role in kind.optional:  # an option, not a positional: --mask M, --source S [S ...]
-            parser.add_argument(f"--{role}", nargs="+", dest=ROLE_ARGS.get(role, role),
-                                help=f"{role} image(s) (optional)")
+        if role in kind.optional:  # an option, not a positional: --mask M, --source S [S ...], --style-map M
+            one = role in kind.single
+            parser.add_argument(f"--{role.replace('_', '-')}", nargs=None if one else "+",
+                                dest=ROLE_ARGS.get(role, role), help=f"{role} image{'' if one else '(s)'} (optional)")
             continue
         parser.add_argument(ROLE_ARGS.get(role, role), nargs="+" if several else None,
                             help=f"{role} image{'s' if several else ''}" if role not in kind.raw
@@ -151,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="parquet: catalog columns + image bytes; webdataset: {task_id}.png + {task_id}.json "
                              "per task in tar shards (default: parquet)")
     export.add_argument("--shard-size", type=int, default=1000, help="tasks per shard (default: 1000)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="delete an earlier export in DEST first (DEST must otherwise be empty)")
     export.add_argument("--endpoint-url")
     failures = sub.add_parser("failures", help="list a run's failed tasks: job, task id, inputs, seed, error")
     failures.add_argument("output", help="the manifest's output prefix or folder")
@@ -372,7 +375,7 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export
 
     shards = export(Storage(StorageConfig(endpoint_url=args.endpoint_url)), args.output.rstrip("/"),
-                    args.dest.rstrip("/"), args.format, args.shard_size)
+                    args.dest.rstrip("/"), args.format, args.shard_size, args.overwrite)
     print(f"{len(shards)} {args.format} shard(s) under {args.dest.rstrip('/')}/")
     return EXIT_OK
 

@@ -47,12 +47,14 @@ class PoolSize:
 class Capacity:
     """Actors the cluster holds room for now, and what an autoscaler could add."""
     fits_now: int  # actors of this shape the cluster's nodes hold in all (placed or not)
-    autoscaler: bool  # an autoscaler runs (it adds nodes for pending actors)
+    autoscaler: Optional[bool]  # an autoscaler runs (it adds nodes for pending actors); None: not reported yet
     autoscaler_max: Optional[int] = None  # actors the autoscaler's largest cluster holds, when it says
 
     def describe(self) -> str:
         if self.autoscaler_max is not None:
             return f"the autoscaler can grow it to {self.autoscaler_max}"
+        if self.autoscaler is None:
+            return "no autoscaler has reported yet"
         return "an autoscaler can grow it" if self.autoscaler else "no autoscaler"
 
 
@@ -96,6 +98,16 @@ class ClusterCapacity:
                 pass
         return self.value
 
+    def wait_reported(self, timeout: float) -> Capacity:
+        """The first reading once an autoscaler has reported (a head's autoscaler reports a few seconds
+        after it starts: a run submitted at once would otherwise take the cluster as fixed), or after
+        ``timeout`` s the last one."""
+        deadline = self.clock() + timeout
+        while self.get().autoscaler is None and self.clock() < deadline:
+            time.sleep(0.5)
+            self.checked = float("-inf")
+        return self.value
+
     def _read(self) -> Capacity:
         fits = fitting(self.ray.cluster_resources(), self.options)
         from ray._private.state import state  # the autoscaler's reports to the GCS (no public API yet)
@@ -110,7 +122,10 @@ class ClusterCapacity:
 
         status = _internal_kv_get("__autoscaling_status")  # autoscaler v1 (the cluster launcher's) reports here
         report = (json.loads(status) if status else {}).get("autoscaler_report") or {}
-        return Capacity(fits, launches_nodes(report.get("node_type_mapping") or {}))
+        node_types = report.get("node_type_mapping")
+        if not node_types:  # every autoscaler, the read-only one included, maps the head once it has reported
+            return Capacity(fits, None)
+        return Capacity(fits, launches_nodes(node_types))
 
 
 def launches_nodes(node_types: dict) -> bool:

@@ -174,7 +174,7 @@ def is_relative(uri: str) -> bool:
 
 
 def _task_id(v: _Validator, job: str, kind: str, inputs: dict[str, list[str]], params: dict, seed: int,
-             weights: str, image: Optional[dict] = None) -> str:
+             weights: str, image: Optional[dict] = None, contents: Optional[dict] = None) -> str:
     """A hash of what defines the result and where it goes: the job is part of it, so two jobs that
     differ only by name are two tasks with two outputs (completion, catalog rows and dependencies are
     keyed by task id; without the job a second such job was taken as done and never written)."""
@@ -182,8 +182,19 @@ def _task_id(v: _Validator, job: str, kind: str, inputs: dict[str, list[str]], p
     what = {"job": job, "kind": kind, "inputs": named, "params": params, "seed": seed, "weights": weights}
     if image:  # another file format is another result; the default (PNG) leaves ids as they were
         what["image"] = image
+    if contents:  # inputs a user edits and renders again under the same name (a doodle)
+        what["contents"] = contents
     blob = json.dumps(what, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _content_hash(v: _Validator, storage: Storage, uri: str, path: tuple) -> str:
+    """A hash of a (small) input's bytes, so an edited doodle renders again under its old name."""
+    try:
+        return hashlib.sha256(storage.read(uri)).hexdigest()[:16]
+    except StorageError as exc:
+        v.add(path, str(exc))
+        return ""
 
 
 def _check_params(v: _Validator, kind: Kind, params: dict, path: tuple, max_size: int) -> dict:
@@ -350,6 +361,9 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
             depends.update(zip(*reference))
         else:
             roles[role] = _expand_inputs(v, storage, job[role], path + (role,))
+            if role in kind.single and len(roles[role]) > 1:
+                v.add(path + (role,), f"names {len(roles[role])} images; '{role}' takes one (the first two: "
+                                      f"{', '.join(roles[role][:2])})")
     params = job.get("params") or {}
     if not isinstance(params, dict):
         v.add(path + ("params",), "must be a mapping of parameter names to values")
@@ -365,7 +379,8 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
     if v.problems or name is None:
         return []
     # One task per fan-out input, per generator file, per sweep point, per seed.
-    per_task = [role for role in (kind.fanout, *kind.shared) if role and (role == kind.fanout or role in kind.raw)]
+    per_task = [role for role in (kind.fanout, *kind.shared)
+                if role in roles and (role == kind.fanout or role in kind.raw or role in kind.fans)]
     v.task_count += math.prod(len(roles[role]) for role in per_task) * len(combos) * len(seeds)
     if v.task_count > v.max_tasks:  # counted before anything is built
         v.add(path, f"the manifest expands to over {v.max_tasks:,} tasks (at this job); raise limits.max_tasks, "
@@ -376,10 +391,12 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
         inputs = {**{role: roles[role] for role in kind.shared if role in roles},
                   **{role: [uri] for role, uri in zip(per_task, picks)}}
         needs = sorted(depends[uri] for uri in picks if uri in depends)
+        contents = {role: _content_hash(v, storage, uri, path + (role,))
+                    for role, uri in zip(per_task, picks) if role in kind.fans}
         for combo in combos:
             task_params = {**params, **combo}
             for seed in seeds:
-                task_id = _task_id(v, name, kind_name, inputs, task_params, seed, weights, image)
+                task_id = _task_id(v, name, kind_name, inputs, task_params, seed, weights, image, contents)
                 tasks.append(TaskSpec(task_id, name, kind_name, seed, inputs, task_params,
                                       join(output, name, task_id), needs, image=image or {}))
     return tasks

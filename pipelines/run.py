@@ -282,6 +282,9 @@ class _TaskQueue:
         return tasks
 
 
+AUTOSCALER_REPORT_WAIT = 15  # s; a fresh head's autoscaler reports within its first update (5 s by default)
+
+
 def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], address: Optional[str],
              storage: Storage, stream: Optional[TextIO], on_dispatch, summary: RunSummary) -> dict[str, dict]:
     started = time.perf_counter()
@@ -292,6 +295,8 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     resources = ray.cluster_resources()
     size = PoolSize.parse(cluster.get("workers", "auto"))
     capacity = ClusterCapacity(ray, actor_plan(resources, cluster, len(todo)).options)
+    if address and size.max is None:  # an existing cluster that `auto` sizes by: hear its autoscaler first
+        capacity.wait_reported(AUTOSCALER_REPORT_WAIT)
     plan = actor_plan(resources, cluster, len(todo), capacity.get())
     idle_timeout = float(cluster.get("idle_timeout", DEFAULT_IDLE_TIMEOUT))
     if stream:

@@ -9,8 +9,9 @@ import torch
 
 from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_quality, with_tv
 from .imageops import keep_colors, resize, scale_by, scale_to_long_side
-from .losses import ContentLoss, GramLoss, normalized_weights
+from .losses import ContentLoss, GramLoss, GuidedGramLoss, normalized_weights
 from .params import parse_size
+from .semantic import semantic_maps
 from .kinds.style import StyleParams
 from .kinds.texture import TextureParams
 from .vgg import VGGFeatures
@@ -78,6 +79,11 @@ def style(inputs: dict[str, Sequence[torch.Tensor]], params: StyleParams, vgg: V
     styles = [s.to(device) for s in inputs["style"]]
     if not styles:
         raise ValueError("style transfer needs at least one style image")
+    maps = semantic_maps(inputs, styles[0], content)  # region-controlled: target_map is the content's map
+    if maps and len(styles) > 1:
+        raise ValueError(f"style_map is the map of one style image, and {len(styles)} are given: give one style "
+                         "image with its map")
+    maps = maps and maps.to(device)
     size = parse_size(params.size, aspect_from=tuple(content.shape[-2:]))
     style_w = normalized_weights(params.style_layers, params.style_layer_weights)
     layers = list(dict.fromkeys([*params.style_layers, params.content_layer]))
@@ -90,7 +96,10 @@ def style(inputs: dict[str, Sequence[torch.Tensor]], params: StyleParams, vgg: V
             content_feats = vgg(resize(content, octave_size), [params.content_layer])
             style_feats = [vgg(scale_to_long_side(s, style_side), params.style_layers) for s in styles]
         content_loss = ContentLoss(params.content_layer, content_feats[params.content_layer])
-        gram_loss = GramLoss.from_features(style_feats, style_w, blend=params.style_weights)
+        if maps:
+            gram_loss = GuidedGramLoss(style_feats[0], maps.style, resize(maps.target, octave_size), style_w)
+        else:
+            gram_loss = GramLoss.from_features(style_feats, style_w, blend=params.style_weights)
 
         def objective(x: torch.Tensor) -> torch.Tensor:
             feats = vgg(x, layers)
@@ -107,4 +116,7 @@ def style(inputs: dict[str, Sequence[torch.Tensor]], params: StyleParams, vgg: V
     image, octaves = solve_octaves(params, vgg, size, init, objective_for)
     if params.preserve_colors:
         image = keep_colors(image, content)
-    return TaskOutput([image.cpu()], base_record(octaves, device, clock.seconds))
+    record = base_record(octaves, device, clock.seconds)
+    if maps:
+        record.update(maps.record())
+    return TaskOutput([image.cpu()], record)

@@ -41,6 +41,8 @@ class Kind:
     fanout: str  # the input role with one task per image ("inputs", "content", "style", "generator")
     shared: tuple[str, ...] = ()  # roles every task of the job receives whole (e.g. "style")
     optional: tuple[str, ...] = ()  # shared roles a job may leave out (repair's mask and source)
+    fans: tuple[str, ...] = ()  # shared roles that also fan out, one task per image (a folder of doodles)
+    single: tuple[str, ...] = ()  # shared roles that take exactly one image (a mask, a semantic map)
     alpha: tuple[str, ...] = ()  # roles decoded with their alpha channel, (1, 4, H, W) (repair's image)
     raw: tuple[str, ...] = ()  # roles passed as bytes, not decoded images (a generator file)
     checkpoints: bool = False  # long training: run() takes a CheckpointStore as `checkpoints`

@@ -70,6 +70,52 @@ class GramLoss:
         return self.per_image(features).sum()
 
 
+def guided_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The Gram matrix of the features weighted by a soft region mask (B, 1, h, w) at their resolution,
+    averaged over the region (Gatys et al. 2017's guided Gram matrix)."""
+    flat = (features * mask).flatten(2)
+    return flat @ flat.transpose(1, 2) / mask.sum().clamp_min(1e-6)
+
+
+class GuidedGramLoss:
+    """Gatys et al. 2017, "Controlling perceptual factors": one Gram matrix per region of a semantic map
+    per layer, the image's region r matched to the style image's region r. The maps are downsampled
+    to each layer's resolution by area; each region weighs by its share of the output's map, so a
+    small region does not pull as hard as the sky."""
+
+    def __init__(self, style_features: Mapping[str, torch.Tensor], style_regions: torch.Tensor,
+                 target_regions: torch.Tensor, layer_weights: Mapping[str, float]) -> None:
+        self.layer_weights = dict(layer_weights)
+        self.target_regions = target_regions
+        shares = target_regions.mean(dim=(0, 2, 3))
+        self.regions = [r for r in range(target_regions.shape[1]) if shares[r] > 0]  # those the output has
+        self.shares = {r: float(shares[r]) for r in self.regions}
+        self.targets, self.norms = {}, {}
+        for layer in self.layer_weights:
+            masks = _at(style_regions, style_features[layer])
+            for r in self.regions:
+                target = guided_gram(style_features[layer], masks[:, r : r + 1]).detach()
+                self.targets[layer, r] = target
+                self.norms[layer, r] = target.pow(2).sum(dim=(-1, -2)).clamp_min(1e-12)
+        self._masks: dict[tuple, torch.Tensor] = {}
+
+    def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for layer, weight in self.layer_weights.items():
+            shape = tuple(features[layer].shape[-2:])
+            if shape not in self._masks:
+                self._masks[shape] = _at(self.target_regions, features[layer])
+            masks = self._masks[shape]
+            for r in self.regions:
+                diff = (guided_gram(features[layer], masks[:, r : r + 1]) - self.targets[layer, r]).pow(2)
+                total = total + weight * self.shares[r] * (diff.sum(dim=(-1, -2)) / self.norms[layer, r]).sum()
+        return total
+
+
+def _at(regions: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.interpolate(regions.to(features.dtype), size=features.shape[-2:], mode="area")
+
+
 class ContentLoss:
     """Relative squared distance between activations of the image and the content image."""
 

@@ -43,11 +43,13 @@ def nearest_patches(
     chunk: int = 4096,
     penalty: Optional[torch.Tensor] = None,
     exemplar_normalized: bool = False,
+    normalized_query: bool = False,
 ) -> Match:
     """For each row of ``query`` (N, D) the row of ``exemplar`` (M, D) with the highest cosine
     similarity, minus ``penalty`` (M,) if given. One matrix product per chunk of exemplar rows;
-    exemplar rows are normalized chunk by chunk unless ``exemplar_normalized`` (precomputed)."""
-    q = F.normalize(query, dim=1)
+    exemplar rows are normalized chunk by chunk unless ``exemplar_normalized`` (precomputed), the
+    query unless ``normalized_query`` (rows that carry more than unit features: semantic maps)."""
+    q = query if normalized_query else F.normalize(query, dim=1)
     e = exemplar
     while True:
         try:
@@ -76,10 +78,11 @@ def nearest_patches(
 
 
 def top_candidates(query: torch.Tensor, keys: torch.Tensor, count: int, chunk: int,
-                   excluded: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+                   excluded: Optional[torch.Tensor] = None,
+                   normalized_query: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The ``count`` most similar rows of ``keys`` (normalized) for each row of ``query``, best
     first, skipping keys where ``excluded`` is true. Chunked over keys like nearest_patches."""
-    q = F.normalize(query, dim=1)
+    q = query if normalized_query else F.normalize(query, dim=1)
     count = min(count, keys.shape[0])
     while True:
         try:
@@ -107,8 +110,26 @@ def sample_capacity(queries: int, keys: int, generator: torch.Generator) -> torc
     return capacity
 
 
+def grouped_capacity(query_groups: torch.Tensor, key_groups: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``sample_capacity`` within each group (a semantic map's region): the image patches of a group
+    take a uniform sample of that group's exemplar patches. A group the exemplar lacks (a region too
+    small to hold a patch at this layer) takes a sample of all of them."""
+    capacity = torch.zeros(key_groups.shape[0], dtype=torch.long)
+    orphans = 0
+    for group in query_groups.unique().tolist():
+        queries = int((query_groups == group).sum())
+        keys = (key_groups == group).nonzero().squeeze(1)
+        if keys.numel() == 0:
+            orphans += queries
+            continue
+        capacity[keys] += sample_capacity(queries, keys.numel(), generator)
+    if orphans:
+        capacity += sample_capacity(orphans, key_groups.shape[0], generator)
+    return capacity
+
+
 def balanced_patches(query: torch.Tensor, keys: torch.Tensor, capacity: torch.Tensor, chunk: int = 4096,
-                     candidates: int = 64, max_rounds: int = 200) -> Match:
+                     candidates: int = 64, max_rounds: int = 200, normalized_query: bool = False) -> Match:
     """Assign each image patch an exemplar patch, most similar pairs first, using no exemplar patch
     more than ``capacity`` times (capacities sum to the number of image patches, so every unit is
     used: the targets keep the exemplar's patch distribution, a background-dominated exemplar
@@ -120,7 +141,9 @@ def balanced_patches(query: torch.Tensor, keys: torch.Tensor, capacity: torch.Te
     room = capacity.to(query.device).clone()
     assigned = torch.full((n,), -1, dtype=torch.long, device=query.device)
     score = torch.zeros(n, dtype=query.dtype, device=query.device)
-    cand_score, cand_index, chunk = top_candidates(query, keys, candidates, chunk)
+    if not normalized_query:
+        query = F.normalize(query, dim=1)
+    cand_score, cand_index, chunk = top_candidates(query, keys, candidates, chunk, normalized_query=True)
     for _ in range(max_rounds):
         active = (assigned < 0).nonzero().squeeze(1)
         if active.numel() == 0:
@@ -129,7 +152,8 @@ def balanced_patches(query: torch.Tensor, keys: torch.Tensor, capacity: torch.Te
         stuck = ~open_.any(dim=1)
         if stuck.any():  # every candidate is full: look among the keys that still have room
             rows = active[stuck]
-            s, i, chunk = top_candidates(query[rows], keys, candidates, chunk, excluded=room <= 0)
+            s, i, chunk = top_candidates(query[rows], keys, candidates, chunk, excluded=room <= 0,
+                                         normalized_query=True)
             cand_score[rows], cand_index[rows] = s, i
             open_[stuck] = (room[i] > 0) & s.isfinite()  # -inf: fewer keys with room than candidates
         # Patches that want the same key spread over their open candidates by their rank among its
@@ -147,7 +171,8 @@ def balanced_patches(query: torch.Tensor, keys: torch.Tensor, capacity: torch.Te
         room -= torch.bincount(key[accept], minlength=room.numel())
     rest = (assigned < 0).nonzero().squeeze(1)
     if rest.numel():
-        s, i, chunk = top_candidates(query[rest], keys, 1, chunk, excluded=room <= 0 if (room > 0).any() else None)
+        s, i, chunk = top_candidates(query[rest], keys, 1, chunk, excluded=room <= 0 if (room > 0).any() else None,
+                                     normalized_query=True)
         assigned[rest], score[rest] = i[:, 0], s[:, 0]
     return Match(assigned, score, chunk)
 

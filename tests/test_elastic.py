@@ -157,3 +157,22 @@ def test_an_actor_that_dies_before_it_is_ever_ready_gives_its_reason_fast():
     pool.probe_failed(0, ActorDiedError(f"ActorDiedError\n{reason}"))
     assert pool.state[0] != STARTING and not pool.alive  # no 600 s restart wait
     assert "Missing authorization header" in pool.init_errors[0] and "3 times" in pool.init_errors[0]
+
+
+def test_auto_waits_for_a_fresh_heads_autoscaler_to_report():
+    """A run submitted right after `ray up` used to read "no autoscaler" before the autoscaler's first
+    report and print it (seen in the from-zero test under load); it now waits for the report."""
+    from pipelines.elastic import ClusterCapacity
+
+    readings = iter([Capacity(0, None), Capacity(0, None), Capacity(0, True)])
+
+    class Fresh(ClusterCapacity):
+        def _read(self):
+            return next(readings)
+
+    capacity = Fresh(ray=None, options={"num_gpus": 1})
+    assert capacity.wait_reported(timeout=10).autoscaler is True
+    assert Capacity(0, None).describe() == "no autoscaler has reported yet"
+    silent = Fresh(ray=None, options={"num_gpus": 1})
+    readings = iter([Capacity(1, None)] * 100)
+    assert silent.wait_reported(timeout=0.6).autoscaler is None  # never reported: go on without it

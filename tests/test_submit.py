@@ -57,7 +57,7 @@ def _start_head(env_overrides: dict):
 def _stop_head(head, temp) -> None:
     os.killpg(head.pid, signal.SIGTERM)
     try:
-        head.wait(timeout=30)
+        head.wait(timeout=5)  # `ray start --block` often ignores SIGTERM: do not wait long for it
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
     shutil.rmtree(temp, ignore_errors=True)

@@ -77,7 +77,7 @@ def test_a_preempted_training_resumes_from_its_newest_checkpoint(tmp_path, ray_c
     name, client = bucket
     client.upload_file(str(DATA / "textures" / "pebbles.jpg"), name, "in/pebbles.jpg")
     client.upload_file(str(DATA / "textures" / "red_peppers.jpg"), name, "in/red_peppers.jpg")
-    manifest = _manifest(tmp_path, name, s3_endpoint, iterations=400)
+    manifest = _manifest(tmp_path, name, s3_endpoint, iterations=200)
     trains = {t.task_id for t in manifest.tasks if t.job == "train"}
 
     def both_checkpointed() -> bool:
@@ -91,4 +91,4 @@ def test_a_preempted_training_resumes_from_its_newest_checkpoint(tmp_path, ray_c
         summary = run_manifest(manifest, stream=None)
     assert killed and summary.failed == []
     resumed = [r for r in summary.records if r["job"] == "train" and r["attempts"] == 2]
-    assert resumed and resumed[0]["resumed_from"] >= 5 and resumed[0]["iterations"] == 400
+    assert resumed and resumed[0]["resumed_from"] >= 5 and resumed[0]["iterations"] == 200

@@ -18,12 +18,20 @@ class MRFParams(ExemplarParams, PatchParams, OptimParams):
     layer_weights: Optional[list[float]] = layer_weights_param()
     tv_weight: float = param(0.001, min=0, help="total-variation smoothing (random weights need far more: the "
                                                 "random-weights preset)", paper="alpha_2 = 1e-3")
+    map_weight: float = param(10.0, min=0, help="semantic maps (style_map + target_map): how much a region "
+                                               "mismatch costs in the matching, against feature similarity in "
+                                               "[-1, 1]; 10 keeps every patch in its region",
+                              paper="10 (neural-doodle's --semantic-weight)")
 
 
 # Measured on the shipped textures with seeded random weights: their features are noisier, and without
 # strong smoothing the render is speckled (docs/quality.md).
 RANDOM_WEIGHTS = {"tv_weight": 1.0}
 
-KIND = Kind("mrf", "Li & Wand (CNNMRF) patch-based texture synthesis", MRFParams, run="tasks.mrf:mrf",
-            fanout="inputs", reports_quality=True,
+# Semantic maps (Champandard 2016): the exemplar's map and the output's (the doodle), one task per doodle.
+MAP_ROLES = ("style_map", "target_map")
+
+KIND = Kind("mrf", "Li & Wand (CNNMRF) patch-based texture synthesis; with style_map + target_map a neural doodle",
+            MRFParams, run="tasks.mrf:mrf", fanout="inputs", shared=MAP_ROLES, optional=MAP_ROLES,
+            fans=("target_map",), single=("style_map",), reports_quality=True,
             presets={"random-weights": RANDOM_WEIGHTS})

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..kind import Kind, Size, param
 from ..params import LAYER
-from .mrf import RANDOM_WEIGHTS, MRFParams
+from .mrf import MAP_ROLES, RANDOM_WEIGHTS, MRFParams
 
 
 @dataclass
@@ -19,5 +19,7 @@ class MRFStyleParams(MRFParams):
     noise: float = param(0.0, min=0, help="std of noise injected into each upsampled octave start")
 
 
-KIND = Kind("mrf_style", "Li & Wand (CNNMRF) style transfer", MRFStyleParams, run="tasks.mrf:mrf_style",
-            fanout="content", shared=("style",), presets={"random-weights": RANDOM_WEIGHTS})
+KIND = Kind("mrf_style", "Li & Wand (CNNMRF) style transfer; style_map + target_map (the content's map) keep "
+            "each region's style", MRFStyleParams, run="tasks.mrf:mrf_style", fanout="content",
+            shared=("style", *MAP_ROLES), optional=MAP_ROLES, single=MAP_ROLES,
+            presets={"random-weights": RANDOM_WEIGHTS})

@@ -20,5 +20,6 @@ class StyleParams(ContentStyleParams, OptimParams):
                                               "(Gatys et al. 2016b)")
 
 
-KIND = Kind("style", "Gatys style transfer", StyleParams, run="tasks.gatys:style", fanout="content",
-            shared=("style",))
+KIND = Kind("style", "Gatys style transfer; style_map + target_map (the content's map): one Gram matrix per region",
+            StyleParams, run="tasks.gatys:style", fanout="content", shared=("style", "style_map", "target_map"),
+            optional=("style_map", "target_map"), single=("style_map", "target_map"))
