@@ -34,16 +34,18 @@ def doodle(size: int) -> torch.Tensor:
 
 
 def per_region(image, target_map, water, peppers) -> str:
+    """Per region of the doodle: the mean-colour distance to the texture its colour asks for, and the
+    yardstick (0 = like that texture, 1 = like colour-matched noise) on a square wholly inside the region
+    (the disc's inscribed square; the top-left corner of the water)."""
+    side = image.shape[-1]
+    inner, corner = round(side * 0.3 * 2 ** 0.5), round(side * 0.2)
+    squares = {"peppers (blue)": image[..., (side - inner) // 2:(side + inner) // 2, (side - inner) // 2:(side + inner) // 2],
+               "water (red)": image[..., :corner, :corner]}
     out = []
     for name, colour, texture in (("peppers (blue)", BLUE, peppers), ("water (red)", RED, water)):
         mask = (target_map[0] == colour.view(3, 1, 1)).all(dim=0)
-        mean = image[0][:, mask].mean(dim=1)
-        rows, cols = mask.nonzero()[:, 0], mask.nonzero()[:, 1]
-        distance = float((mean - texture.mean(dim=(0, 2, 3))).norm())
-        # the yardstick on the largest square inside the region's box, at the texture's scale
-        box = image[..., int(rows.min()):int(rows.max()) + 1, int(cols.min()):int(cols.max()) + 1]
-        score = texture_score(box, texture) if min(box.shape[-2:]) >= 16 else float("nan")
-        out.append(f"{name}: colour distance {distance:.3f}, quality {score:.3f}")
+        distance = float((image[0][:, mask].mean(dim=1) - texture.mean(dim=(0, 2, 3))).norm())
+        out.append(f"{name}: colour distance {distance:.3f}, quality {texture_score(squares[name], texture):.3f}")
     return "; ".join(out)
 
 

@@ -76,6 +76,9 @@ def _add_kind_parser(kinds, kind) -> None:
                         help="JPEG / WebP quality (default: 95)")
     parser.add_argument("--png16", action="store_true", help="16 bits per channel PNG (for post-processing)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    if kind.exemplars:
+        parser.add_argument("--max-exemplar-pixels", type=int, default=None, metavar="N",
+                            help="scale exemplars above N pixels down (default: 1024x1024; limits.max_exemplar_pixels)")
     if kind.uses_vgg:
         parser.add_argument("--weights", default="imagenet", help="imagenet | random | PATH | s3://URI "
                                                                   "(default: imagenet)")
@@ -165,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
 def _render(args: argparse.Namespace) -> int:
     from tasks.device import pick_device
     from tasks.imageio import decode_image, encode_image
+    from tasks.imageops import DEFAULT_MAX_EXEMPLAR_PIXELS, bounded
     from tasks.kind import build_params, param_info
     from tasks.registry import get_kind
     from tasks.vgg import VGGFeatures, WeightsUnavailable
@@ -185,6 +189,14 @@ def _render(args: argparse.Namespace) -> int:
     inputs = {role: [storage.read(uri) if role in kind.raw else
                      decode_image(storage.read(uri), name=uri, alpha=role in kind.alpha)
                      for uri in uris] for role, uris in roles.items()}
+    limit = given.get("max_exemplar_pixels") or DEFAULT_MAX_EXEMPLAR_PIXELS
+    for role in kind.exemplars:
+        for i, (uri, image) in enumerate(zip(roles.get(role, []), inputs.get(role, []))):
+            inputs[role][i], factor = bounded(image, limit)
+            if factor < 1.0:
+                print(f"warning: exemplar {uri} is {image.shape[-1]}x{image.shape[-2]}, over {limit:,} pixels: used "
+                      f"at scale {factor:.3f} (its elements come out smaller; crop it, or raise "
+                      "--max-exemplar-pixels)", file=sys.stderr)
     device = pick_device(args.device)
     clock = time.perf_counter()
     if kind.uses_vgg:

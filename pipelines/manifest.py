@@ -36,7 +36,7 @@ STORAGE_KEYS = {f.name for f in fields(StorageConfig)}
 CLUSTER_KEYS = {"workers", "gpus_per_worker", "cpus_per_worker", "max_retries", "address", "batch_size", "pipeline_depth",
                 "restart_timeout", "start_timeout", "idle_timeout"}
 MODEL_KEYS = {"weights", "pooling", "seed", "precision", "channels_last", "compile"}
-LIMIT_KEYS = {"max_size", "max_input_pixels", "max_tasks"}
+LIMIT_KEYS = {"max_size", "max_input_pixels", "max_exemplar_pixels", "max_tasks"}
 JOB_KEYS = {"name", "kind", "seeds", "params", "preset", "sweep", "format", "quality"}
 IMAGE_FORMATS = ("png", "png16", "jpeg", "webp")  # tasks/imageio.py FORMATS
 

@@ -6,6 +6,7 @@ pipelines/run.py wraps it as a Ray actor pinned to a GPU (or CPUs).
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 import traceback
@@ -14,6 +15,7 @@ from typing import Any, Optional
 
 from tasks.device import describe, free_memory, is_out_of_memory, pick_device, set_threads
 from tasks.imageio import DEFAULT_MAX_PIXELS, FORMATS, decode_image, encode_image
+from tasks.imageops import DEFAULT_MAX_EXEMPLAR_PIXELS, bounded
 from tasks.kind import build_params
 from tasks.registry import get_kind
 from tasks.model import ModelSettings
@@ -31,7 +33,7 @@ INPUT_CACHE_BYTES = 1 << 30  # decoded exemplars and generator files kept per ac
 class Renderer:
     def __init__(self, *, model: dict, weights_id: Optional[str] = None, storage: Optional[dict] = None,
                  manifest_name: str = "", device: Optional[str] = None, threads: Optional[int] = None,
-                 max_input_pixels: Optional[int] = None) -> None:
+                 max_input_pixels: Optional[int] = None, max_exemplar_pixels: Optional[int] = None) -> None:
         """``model``: the manifest's `model:` section (ModelSettings' fields); ``weights_id``: the id the
         driver put in the task ids (default: the settings' own)."""
         set_threads(threads)
@@ -39,6 +41,8 @@ class Renderer:
         self.device = pick_device(device)
         self.manifest_name = manifest_name
         self.max_input_pixels = max_input_pixels or DEFAULT_MAX_PIXELS
+        self.max_exemplar_pixels = max_exemplar_pixels or DEFAULT_MAX_EXEMPLAR_PIXELS
+        self.scaled: dict[str, dict] = {}  # exemplar URI -> how it was scaled down (for its tasks' records)
         self.input_cache: OrderedDict[str, Any] = OrderedDict()  # URI -> decoded image or raw bytes
         self.cache_bytes: dict[str, int] = {}
         self.compute_lock = threading.Lock()  # one task computes at a time; I/O of another may overlap
@@ -63,12 +67,14 @@ class Renderer:
         except ImportError:
             return None
 
-    def _read_inputs(self, inputs: dict[str, list[str]], raw_roles: tuple[str, ...], alpha_roles: tuple[str, ...] = ()):
+    def _read_inputs(self, inputs: dict[str, list[str]], raw_roles: tuple[str, ...], alpha_roles: tuple[str, ...] = (),
+                     exemplar_roles: tuple[str, ...] = ()):
         """Images decoded, raw roles (generator files) as bytes; both kept per actor by URI (within
         INPUT_CACHE_BYTES), so 16 seeds of one exemplar make one GET and one decode, not 16. An image
-        decoded with its alpha channel is cached apart from its RGB decoding."""
+        decoded with its alpha channel is cached apart from its RGB decoding, an exemplar scaled down to
+        max_exemplar_pixels apart from the image at full size (the same file may be a content image)."""
         def key(role: str, uri: str) -> str:
-            return uri + "\0alpha" if role in alpha_roles else uri
+            return uri + "\0alpha" if role in alpha_roles else uri + "\0exemplar" if role in exemplar_roles else uri
 
         wanted = {key(role, uri): uri for role, role_uris in inputs.items() for uri in role_uris}
         with self.cache_lock:
@@ -86,11 +92,26 @@ class Renderer:
                     blob = fetched[uri]
                     cached[k] = blob if role in raw_roles else decode_image(blob, self.max_input_pixels, name=uri,
                                                                             alpha=role in alpha_roles)
+                    if role in exemplar_roles:
+                        cached[k] = self._bounded(uri, cached[k])
                     self._remember(k, cached[k])
                 value = cached[k]
                 values.append(value if isinstance(value, bytes) else value.clone())  # tasks get their own copy
             out[role] = values
         return out
+
+    def _bounded(self, uri: str, image):
+        """The exemplar within max_exemplar_pixels; when scaled, a warning line (the worker's log reaches
+        the driver's) and a note for the records of the tasks that use it."""
+        small, factor = bounded(image, self.max_exemplar_pixels)
+        if factor < 1.0:
+            height, width = image.shape[-2:]
+            note = {"size": [width, height], "used": [small.shape[-1], small.shape[-2]], "scale": round(factor, 4)}
+            self.scaled[uri] = note
+            print(f"[texfarm] warning: exemplar {redact(uri)} is {width}x{height}, over limits.max_exemplar_pixels "
+                  f"({self.max_exemplar_pixels:,}): used at {small.shape[-1]}x{small.shape[-2]} (scale {factor:.3f}), "
+                  "so its elements come out smaller; crop it, or raise the limit", file=sys.stderr, flush=True)
+        return small
 
     def _remember(self, uri: str, value) -> None:
         size = len(value) if isinstance(value, bytes) else value.numel() * value.element_size()
@@ -117,7 +138,9 @@ class Renderer:
             for record in recs:  # every value the task ran with, defaults included (the catalog's params)
                 record["resolved_params"] = dataclasses.asdict(params)
             t0 = time.perf_counter()
-            inputs = self._read_inputs(specs[0]["inputs"], kind.raw, kind.alpha)
+            inputs = self._read_inputs(specs[0]["inputs"], kind.raw, kind.alpha, kind.exemplars)
+            scaled = {uri: self.scaled[uri] for role in kind.exemplars for uri in specs[0]["inputs"].get(role, [])
+                      if uri in self.scaled}
             read_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             with self.compute_lock:
@@ -135,6 +158,8 @@ class Renderer:
             write_seconds = time.perf_counter() - t0
             for record, result, (names, _) in zip(recs, results, outputs):
                 record.update(result.record)
+                if scaled:
+                    record["exemplars_scaled"] = scaled
                 record.update(status="done", output_uri=names[0], outputs=names,
                               kept_outputs=[name for name in names if name in kept], read_seconds=round(read_seconds, 4),
                               write_seconds=round(write_seconds, 4), queue_seconds=round(queue_seconds, 4))

@@ -316,7 +316,8 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     max_pixels = manifest.limits.get("max_input_pixels")
     pool = ActorPool(ray, lambda: actor_cls.remote(model=manifest.model, weights_id=manifest.weights_id,
                                                    storage=manifest.storage, manifest_name=manifest.name,
-                                                   threads=threads, max_input_pixels=max_pixels),
+                                                   threads=threads, max_input_pixels=max_pixels,
+                                                   max_exemplar_pixels=manifest.limits.get("max_exemplar_pixels")),
                      plan.workers, depth, float(cluster.get("restart_timeout", RESTART_TIMEOUT)))
 
     queue = _TaskQueue(todo, done_before)

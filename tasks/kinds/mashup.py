@@ -17,5 +17,5 @@ class MashupParams(RegionParams):
 
 
 KIND = Kind("mashup", "one texture from several exemplars blended by weights", MashupParams,
-            run="tasks.operations:mashup", fanout="", shared=("inputs",), reports_quality=False,
+            run="tasks.operations:mashup", fanout="", shared=("inputs",), exemplars=("inputs",), reports_quality=False,
             presets={"random-weights": REGION_RANDOM_WEIGHTS})

@@ -32,6 +32,7 @@ RANDOM_WEIGHTS = {"tv_weight": 1.0}
 MAP_ROLES = ("style_map", "target_map")
 
 KIND = Kind("mrf", "Li & Wand (CNNMRF) patch-based texture synthesis; with style_map + target_map a neural doodle",
-            MRFParams, run="tasks.mrf:mrf", fanout="inputs", shared=MAP_ROLES, optional=MAP_ROLES,
+            MRFParams, run="tasks.mrf:mrf", fanout="inputs", exemplars=("inputs",),
+            shared=MAP_ROLES, optional=MAP_ROLES,
             fans=("target_map",), single=("style_map",), reports_quality=True,
             presets={"random-weights": RANDOM_WEIGHTS})

@@ -20,6 +20,6 @@ class MRFStyleParams(MRFParams):
 
 
 KIND = Kind("mrf_style", "Li & Wand (CNNMRF) style transfer; style_map + target_map (the content's map) keep "
-            "each region's style", MRFStyleParams, run="tasks.mrf:mrf_style", fanout="content",
+            "each region's style", MRFStyleParams, run="tasks.mrf:mrf_style", fanout="content", exemplars=("style",),
             shared=("style", *MAP_ROLES), optional=MAP_ROLES, single=MAP_ROLES,
             presets={"random-weights": RANDOM_WEIGHTS})

@@ -15,6 +15,7 @@ class RepairParams(RegionParams):
 
 KIND = Kind("repair", "fill the masked region of an image (mask image or alpha = 0) from a source texture "
             "(default: the image itself)", RepairParams, run="tasks.operations:repair", fanout="inputs",
-            shared=("mask", "source"), optional=("mask", "source"), single=("mask",), alpha=("inputs",),
+            shared=("mask", "source"), exemplars=("source",), optional=("mask", "source"), single=("mask",),
+            alpha=("inputs",),
             reports_quality=False,
             presets={"random-weights": REGION_RANDOM_WEIGHTS})

@@ -21,5 +21,6 @@ class StyleParams(ContentStyleParams, OptimParams):
 
 
 KIND = Kind("style", "Gatys style transfer; style_map + target_map (the content's map): one Gram matrix per region",
-            StyleParams, run="tasks.gatys:style", fanout="content", shared=("style", "style_map", "target_map"),
+            StyleParams, run="tasks.gatys:style", fanout="content", exemplars=("style",),
+            shared=("style", "style_map", "target_map"),
             optional=("style_map", "target_map"), single=("style_map", "target_map"))

@@ -20,4 +20,4 @@ class SWDParams(ExemplarParams, OptimParams):
 
 
 KIND = Kind("swd", "sliced-Wasserstein texture synthesis (Heitz et al. 2021) from an exemplar", SWDParams,
-            run="tasks.swd:swd_texture", fanout="inputs", reports_quality=True)
+            run="tasks.swd:swd_texture", fanout="inputs", exemplars=("inputs",), reports_quality=True)

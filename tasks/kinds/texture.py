@@ -16,4 +16,4 @@ class TextureParams(ExemplarParams, OptimParams):
 
 
 KIND = Kind("texture", "Gatys texture synthesis from an exemplar", TextureParams, run="tasks.gatys:texture",
-            fanout="inputs", reports_quality=True, batch_run="tasks.gatys:texture_batch")
+            fanout="inputs", exemplars=("inputs",), reports_quality=True, batch_run="tasks.gatys:texture_batch")

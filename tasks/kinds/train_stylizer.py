@@ -20,5 +20,6 @@ class StylizerParams(TextureNetParams):
 
 
 KIND = Kind("train_stylizer", "train a feed-forward stylizer (Ulyanov et al.) for a style image", StylizerParams,
-            run="tasks.texture_nets:train_stylizer", fanout="style", shared=("content",), checkpoints=True,
+            run="tasks.texture_nets:train_stylizer", fanout="style", exemplars=("style",),
+            shared=("content",), checkpoints=True,
             produces=(".png", ".safetensors"))

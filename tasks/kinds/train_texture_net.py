@@ -36,5 +36,6 @@ class TextureNetParams:
 
 
 KIND = Kind("train_texture_net", "train a Texture Network generator (Ulyanov et al.) on an exemplar",
-            TextureNetParams, run="tasks.texture_nets:train_texture_net", fanout="inputs", checkpoints=True,
+            TextureNetParams, run="tasks.texture_nets:train_texture_net", fanout="inputs",
+            exemplars=("inputs",), checkpoints=True,
             produces=(".png", ".safetensors"))
