@@ -76,7 +76,9 @@ def read_rows(storage: Storage, output: str, rebuild: bool = True,
         data = None
     if data is not None:
         try:
-            return pq.read_table(io.BytesIO(data)).to_pylist()
+            # One thread: a catalog is small, and Arrow's thread pool torn down at interpreter exit while
+            # a worker is alive aborts the process (apache/arrow#34314; seen with S3 outputs, exit 134).
+            return pq.read_table(io.BytesIO(data), use_threads=False).to_pylist()
         except Exception as exc:  # pyarrow's errors for a cut or foreign file vary
             warn(f"warning: {uri} is not a readable catalog ({type(exc).__name__}); "
                  f"{'rebuilding it from the task records' if rebuild else 'it will be rewritten'}")
