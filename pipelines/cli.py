@@ -17,7 +17,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _size(text: str):
-    return int(text) if text.isdigit() else text
+    """--size: N (long side) or WxH; anything else is refused here, naming the option."""
+    import re
+
+    if text.isdigit():
+        return int(text)
+    if re.fullmatch(r"\d+[xX]\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected N or WxH (e.g. 512 or 768x512), not {text!r}")
 
 
 # The image format of `render -o NAME.EXT`, by extension (PNG otherwise).
@@ -178,6 +185,17 @@ def _render(args: argparse.Namespace) -> int:
     storage = Storage(StorageConfig())
     kind = get_kind(args.kind)
     given = vars(args)
+    suffix = Path(args.output.split("://", 1)[-1]).suffix.lower()
+    if suffix and suffix not in OUTPUT_FORMATS:
+        raise ValueError(f"-o {args.output}: {suffix} is not a format texfarm writes; use "
+                         f"{', '.join(sorted(OUTPUT_FORMATS))} (or no extension for PNG)")
+    where = args.output if args.output.startswith("s3://") else str(Path(args.output).resolve().parent)
+    problem = storage.writable_problem(where)  # checked before the render, not after it
+    if problem:
+        raise ValueError(f"-o {args.output}: {problem}")
+    if given.get("weights") == "random" and "random-weights" in kind.presets and not given.get("preset"):
+        print(f"hint: {kind.name}'s defaults are for ImageNet weights; with random weights add --preset random-weights "
+              f"({kind.presets['random-weights']}), or the render may stay noise", file=sys.stderr)
     params = build_params(kind.params, {**kind.preset(given.get("preset")),
                                         **{k: given[k] for k in param_info(kind.params) if given.get(k) is not None}})
     roles = {}
@@ -326,9 +344,18 @@ def _job_command(args: argparse.Namespace) -> int:
     except jobs.SubmitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        info = client.get_job_info(args.job_id)
+    except Exception as exc:  # Ray answers an unknown id with a 404 inside a RuntimeError
+        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        print(f"error: no job {args.job_id!r} on {jobs.dashboard_address(args.address)} ({text}); "
+              "`ray job list` shows the ids", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "status":
-        status = client.get_job_status(args.job_id)
-        print(status)
+        status = info.status
+        # Like `ray job status`: the state, and Ray's message for a job that failed or stopped.
+        print(status if str(status) in ("PENDING", "RUNNING", "SUCCEEDED") or not info.message
+              else f"{status}: {info.message}")
         return jobs.state_exit_code(status)
     if args.command == "logs":
         if not args.follow:
@@ -411,7 +438,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from bench.__main__ import main as bench_main
 
         return bench_main(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        return _unknown_options(parser, args, unknown)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -422,6 +452,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(redact(f"error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
+
+
+def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> int:
+    """Name the first unknown option and suggest the nearest known one, as the manifest does for keys."""
+    import difflib
+
+    command = parser
+    for name in (args.command, getattr(args, "kind", None)):  # the (sub)parser the options belong to
+        sub = next((a for a in command._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or name not in sub.choices:
+            break
+        command = sub.choices[name]
+    known = [flag for action in command._actions for flag in action.option_strings if flag.startswith("--")]
+    option = next((item for item in unknown if item.startswith("-")), unknown[0])
+    close = difflib.get_close_matches(option.split("=", 1)[0], known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else f"; `{command.prog} --help` lists the options"
+    print(f"error: {command.prog}: unknown option {option!r}{hint}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 # Commands that only read and write storage: once their output is flushed, nothing is left to tear down.

@@ -21,7 +21,7 @@ from tasks.model import LAYERS, ModelSettings
 from tasks.params import parse_size
 from tasks.registry import KINDS
 
-from .storage import Storage, StorageConfig, StorageError, has_glob, is_s3, join, read_regular_file
+from .storage import IMAGE_SUFFIXES, Storage, StorageConfig, StorageError, has_glob, is_s3, join, read_regular_file
 from .yamlmarks import YamlError, load_with_lines
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -236,14 +236,30 @@ def _expand_inputs(v: _Validator, storage: Optional[Storage], value: Any, path: 
             v.add(item_path, str(exc))
             continue
         if not found:
-            hint = "no file matches the glob" if has_glob(pattern) else "nothing exists at that path"
-            v.add(item_path, f"{pattern!r} matches no input ({hint}); check the path, or end a folder/prefix with '/'")
+            hint = "no file matches the glob" if has_glob(pattern) else _empty_hint(storage, v.resolve(pattern))
+            fix = "" if "folder" in hint else "; check the path, or end a folder/prefix with '/'"
+            v.add(item_path, f"{pattern!r} matches no input ({hint}){fix}")
         if v.output:  # the run's own outputs (renders, thumbnails) are never its inputs
             found = [uri for uri in found if not uri.startswith(v.output + "/")]
         if is_relative(pattern):
             v.relative.update(found)
         uris.extend(found)
     return list(dict.fromkeys(uris))
+
+
+def _empty_hint(storage: Storage, uri: str) -> str:
+    """Why a folder/prefix or path gave no input: nothing there, or a folder without image files."""
+    try:
+        present = storage.list(uri if uri.endswith("/") else uri + "/") if uri.endswith("/") or \
+            (not is_s3(uri) and os.path.isdir(uri.removeprefix("file://"))) else []
+    except StorageError:
+        present = []
+    if present:
+        return (f"it is a folder of {len(present)} file(s) but none is an image "
+                f"({', '.join(sorted(set(IMAGE_SUFFIXES)))})")
+    if not is_s3(uri) and os.path.isdir(uri.removeprefix("file://")):
+        return "it is an empty folder"
+    return "nothing exists at that path"
 
 
 def _seeds(v: _Validator, job: dict, path: tuple, max_tasks: int) -> list[int]:

@@ -98,3 +98,52 @@ def test_render_writes_the_format_its_output_name_says(tmp_path, name, fmt):
                  "--iterations", "2", "--weights", "random", "--quality", "80"]) == 0
     with Image.open(out) as image:
         assert image.format == fmt and image.size == (32, 32)
+
+
+def test_render_refuses_what_it_cannot_write_before_rendering(tmp_path, capsys):
+    """`-o x.gif` used to write PNG bytes into x.gif; an output under a file failed only after the render."""
+    exemplar = str(DATA / "textures" / "pebbles.jpg")
+    common = ["--weights", "random", "--size", "32", "--iterations", "1"]
+    assert main(["render", "texture", exemplar, "-o", str(tmp_path / "x.gif"), *common]) == 2
+    assert ".gif is not a format texfarm writes; use .jpeg, .jpg, .png, .webp" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["render", "texture", exemplar, "-o", str(tmp_path / "afile" / "x.png"), *common]) == 2
+    err = capsys.readouterr().err
+    assert "afile is not a folder" in err and "loss" not in err
+    assert not list(tmp_path.glob("*.png")) and not (tmp_path / "x.gif").exists()
+
+
+def test_unknown_options_and_bad_sizes_name_the_option(tmp_path, capsys):
+    exemplar = str(DATA / "textures" / "pebbles.jpg")
+    assert main(["render", "texture", exemplar, "-o", str(tmp_path / "t.png"), "--sise", "32"]) == 2
+    assert "texfarm render texture: unknown option '--sise'; did you mean --size?" in capsys.readouterr().err
+    assert main(["catalog", str(tmp_path), "--rebiuld"]) == 2
+    assert "unknown option '--rebiuld'; did you mean --rebuild?" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # argparse's own exit 2, with the option named
+        main(["render", "texture", exemplar, "-o", str(tmp_path / "t.png"), "--size", "32x"])
+    assert info.value.code == 2
+    assert "argument --size: expected N or WxH (e.g. 512 or 768x512), not '32x'" in capsys.readouterr().err
+
+
+def test_random_weights_without_the_preset_get_a_hint(tmp_path, capsys):
+    exemplar = str(DATA / "textures" / "pebbles.jpg")
+    args = ["render", "mrf", exemplar, "-o", str(tmp_path / "m.png"), "--weights", "random", "--size", "32",
+            "--iterations", "1", "--octaves", "1"]
+    assert main(args) == 0
+    assert "hint: mrf's defaults are for ImageNet weights; with random weights add --preset random-weights" in \
+        capsys.readouterr().err
+    assert main(args + ["--preset", "random-weights"]) == 0
+    assert "hint:" not in capsys.readouterr().err
+
+
+def test_an_input_folder_without_images_says_so(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    path = tmp_path / "m.yaml"
+    path.write_text("name: e\noutput: out\nmodel: {weights: random}\njobs:\n"
+                    "  - {name: a, kind: texture, inputs: empty/}\n  - {name: b, kind: texture, inputs: notes}\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "m.yaml:5: jobs[0].inputs: 'empty/' matches no input (it is an empty folder)" in err
+    assert "m.yaml:6: jobs[1].inputs: 'notes' matches no input (it is a folder of 1 file(s) but none is an image" in err

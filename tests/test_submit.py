@@ -87,7 +87,7 @@ def _wait_final(job_id: str, address: str, capsys) -> tuple[str, int]:
     deadline = time.monotonic() + 300
     while True:
         code = main(["status", job_id, "--address", address])
-        status = capsys.readouterr().out.strip()
+        status = capsys.readouterr().out.strip().split(":")[0]  # FAILED: Ray's message (as `ray job status`)
         if status not in ("PENDING", "RUNNING") or time.monotonic() > deadline:
             return status, code
         assert code == 3  # still going
@@ -133,6 +133,12 @@ def test_a_failed_or_stopped_job_gives_a_failing_status(tmp_path, monkeypatch, c
     assert main(["submit", "run.yaml", "--address", ray_head]) == 0
     job_id = capsys.readouterr().out.strip().splitlines()[-1]
     assert _wait_final(job_id, ray_head, capsys) == ("FAILED", 1)
+    assert main(["status", job_id, "--address", ray_head]) == 1
+    assert "FAILED: Job entrypoint command failed with exit code 1" in capsys.readouterr().out  # Ray's reason
+    # an id the head does not know: one line, exit 2 (it was a 404 traceback, exit 1)
+    assert main(["status", "raysubmit_nonexistent", "--address", ray_head]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no job 'raysubmit_nonexistent'") and len(err.strip().splitlines()) == 1, err
     # and a job stopped by the user
     path.write_text(path.read_text().replace("lr: 1.0e+30, ", "").replace("iterations: 2", "iterations: 100000"))
     assert main(["submit", "run.yaml", "--address", ray_head]) == 0
@@ -161,7 +167,8 @@ def test_token_auth_is_sent_when_the_user_has_a_token(tmp_path, monkeypatch, cap
         err = capsys.readouterr().err
         assert "asks for a token" in err and "RAY_AUTH_TOKEN" in err
         monkeypatch.setenv("RAY_AUTH_TOKEN", token)
-        with pytest.raises(Exception, match="raysubmit_none"):  # authenticated: the server looks for the job
-            main(["status", "raysubmit_none", "--address", url])
+        # authenticated: the server looks for the job, and says it has none
+        assert main(["status", "raysubmit_none", "--address", url]) == 2
+        assert "error: no job 'raysubmit_none'" in capsys.readouterr().err
     finally:
         _stop_head(head, temp)
