@@ -25,7 +25,11 @@ class SubmitError(ValueError):
 
 
 def dashboard_address(given: Optional[str]) -> str:
-    address = given or os.environ.get(DASHBOARD_VARIABLE)
+    """--address, else $TEXFARM_DASHBOARD, else Ray's own variables for its job server: the one `ray start`
+    tells users to set (RAY_API_SERVER_ADDRESS), or RAY_ADDRESS when it is an http(s) address."""
+    ray_address = os.environ.get("RAY_ADDRESS", "")
+    address = (given or os.environ.get(DASHBOARD_VARIABLE) or os.environ.get("RAY_API_SERVER_ADDRESS")
+               or (ray_address if ray_address.startswith(("http://", "https://")) else None))
     if not address:
         raise SubmitError(f"give --address http://HEAD:8265 (or set {DASHBOARD_VARIABLE}); "
                           "`ray dashboard cluster.yaml` forwards it to http://localhost:8265")

@@ -172,3 +172,19 @@ def test_token_auth_is_sent_when_the_user_has_a_token(tmp_path, monkeypatch, cap
         assert "error: no job 'raysubmit_none'" in capsys.readouterr().err
     finally:
         _stop_head(head, temp)
+
+
+def test_the_job_server_address_falls_back_to_rays_own_variables(monkeypatch):
+    from pipelines.jobs import SubmitError, dashboard_address
+
+    for name in ("TEXFARM_DASHBOARD", "RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # a GCS address is not the job server's
+    with pytest.raises(SubmitError, match="give --address"):
+        dashboard_address(None)
+    monkeypatch.setenv("RAY_ADDRESS", "http://head:8265")
+    assert dashboard_address(None) == "http://head:8265"
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://api:8265")  # what `ray start` tells users to set
+    assert dashboard_address(None) == "http://api:8265"
+    monkeypatch.setenv("TEXFARM_DASHBOARD", "http://ours:8265")
+    assert dashboard_address(None) == "http://ours:8265" and dashboard_address("http://given:1") == "http://given:1"
