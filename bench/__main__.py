@@ -49,6 +49,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", type=int, default=3, help="tasks per size for --pipeline")
     parser.add_argument("--workers", type=int, default=2,
                         help="--pipeline also measures this many CPU actors against one (1: skip)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="--pipeline: time the first run, actor start-up included (a smoke test, not a figure)")
     parser.add_argument("--mrf", action="store_true", help="also the MRF task and the patch matching")
     parser.add_argument("--chunk", type=int, default=4096, help="MRF matching chunk")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
@@ -113,7 +115,8 @@ def main(argv=None) -> int:
     if args.pipeline:
         from .pipeline_bench import pipeline_rows
 
-        prow, scaling = pipeline_rows(args.sizes, args.iterations, args.tasks, vgg, exemplar, args.workers)
+        prow, scaling = pipeline_rows(args.sizes, args.iterations, args.tasks, vgg, exemplar, args.workers,
+                                      warm_up=not args.no_warmup)
         out.append(f"## Pipeline (texfarm run, 1 CPU actor, S3 on 127.0.0.1) vs direct\n\n{header}\n\n{_table(prow)}")
         if scaling:
             out.append(f"## Pipeline scaling: {args.workers} actors vs 1 (one thread each)\n\n{header}\n\n"

@@ -125,6 +125,7 @@ class _Validator:
         self.output: Optional[str] = None
         self.max_tasks = DEFAULT_MAX_TASKS
         self.task_count = 0
+        self.job_kinds: dict[str, Any] = {}  # every job's kind by name (a generator reference may point ahead)
 
     def line(self, path: tuple) -> int:
         while path and path not in self.lines:
@@ -217,7 +218,25 @@ def _check_params(v: _Validator, kind: Kind, params: dict, path: tuple, max_size
                 v.add(path + ("size",), f"{w}x{h} is over the cap of {max_size} px; lower it or raise limits.max_size")
         except ValueError as exc:
             v.add(path + ("size",), str(exc))
+    _check_layer_lists(v, info, checked, path)
     return checked
+
+
+def _check_layer_lists(v: _Validator, info: dict, checked: dict, path: tuple) -> None:
+    """A layer list names at least one layer, and its weights (`layer_weights` for `layers`,
+    `style_layer_weights` for `style_layers`) are one per layer: both failed only inside the task."""
+    for key, value in checked.items():
+        if info[key].choices == ("<layer>",) and isinstance(value, list) and not value:
+            v.add(path + (key,), "names no layer; give at least one (or remove the key for the default)")
+    for weights_key in (k for k in info if k.endswith("layer_weights")):
+        layers_key = weights_key.replace("layer_weights", "layers")
+        weights = checked.get(weights_key)
+        if weights is None or layers_key not in info:
+            continue
+        layers = checked.get(layers_key, info[layers_key].default)
+        if isinstance(layers, list) and len(weights) != len(layers):
+            v.add(path + (weights_key,), f"{len(weights)} weights for {len(layers)} layers ({', '.join(layers)}): "
+                                         f"give one per layer of `{layers_key}`")
 
 
 def _expand_inputs(v: _Validator, storage: Optional[Storage], value: Any, path: tuple) -> list[str]:
@@ -230,6 +249,11 @@ def _expand_inputs(v: _Validator, storage: Optional[Storage], value: Any, path: 
     uris: list[str] = []
     for i, pattern in enumerate(patterns):
         item_path = path + (i,) if isinstance(value, list) else path
+        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", pattern)
+        if scheme and scheme.group(1) not in ("s3", "file"):
+            v.add(item_path, f"{pattern!r}: inputs are read from local paths, file:// or s3:// URIs, not "
+                             f"{scheme.group(1)}://; download it first (or stage it in a bucket)")
+            continue
         try:
             found = storage.expand(v.resolve(pattern))
         except StorageError as exc:
@@ -296,7 +320,8 @@ def _sweep(v: _Validator, kind: Kind, sweep: Any, path: tuple, max_size: int) ->
     return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
 
 
-def _generator_reference(v: _Validator, value: Any, path: tuple, kind: str, jobs: dict[str, tuple[str, list]]):
+def _generator_reference(v: _Validator, value: Any, path: tuple, kind: str, jobs: dict[str, tuple[str, list]],
+                         own: Optional[str] = None):
     """{job: NAME} → (URIs of NAME's trained generators, their task ids), or None if not a reference. A kind
     whose declaration names `generator_from` may name a job of that kind of the same manifest."""
     if not isinstance(value, dict):
@@ -305,11 +330,18 @@ def _generator_reference(v: _Validator, value: Any, path: tuple, kind: str, jobs
         v.add(path, "must be generator URIs, or {job: NAME} naming a training job of this manifest")
         return [], []
     name = value["job"]
+    wanted = KINDS[kind].generator_from
+    if name == own:
+        v.add(path + ("job",), f"job {name!r} names itself: a {kind} job takes the generators of a {wanted} job")
+        return [], []
+    if name not in jobs and name in v.job_kinds:  # a job that itself waits for generators: a cycle or a chain
+        v.add(path + ("job",), f"job {name!r} is a {v.job_kinds[name]} job that takes generators itself (the jobs "
+                               f"would wait on each other); a {kind} job needs a {wanted} job")
+        return [], []
     if name not in jobs:
-        v.add(path + ("job",), f"no job named {name!r} in this manifest{_suggest(name, set(jobs))}")
+        v.add(path + ("job",), f"no job named {name!r} in this manifest{_suggest(name, set(v.job_kinds) or set(jobs))}")
         return [], []
     trainer_kind, trainer_tasks = jobs[name]
-    wanted = KINDS[kind].generator_from
     if trainer_kind != wanted:
         v.add(path + ("job",), f"job {name!r} is a {trainer_kind} job; a {kind} job needs a {wanted} job")
         return [], []
@@ -349,7 +381,7 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
     name = v.typed(job, "name", path, (str,), "a job name", required=True)
     kind_name = v.typed(job, "kind", path, (str,), "a task kind", required=True)
     if name is not None:
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):  # match() would let a trailing newline through ($)
             v.add(path + ("name",), "use letters, digits, '.', '_' and '-' only (it becomes part of output keys)")
         elif name in RESERVED_NAMES:
             v.add(path + ("name",), f"{name!r} is reserved for the run's {RESERVED_NAMES[name]}; choose another name")
@@ -370,7 +402,7 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
             if role not in kind.optional:
                 v.add(path, f"missing required key '{role}' (inputs for kind '{kind_name}')")
             continue
-        reference = _generator_reference(v, job[role], path + (role,), kind_name, trainers) \
+        reference = _generator_reference(v, job[role], path + (role,), kind_name, trainers, name) \
             if role in kind.raw and kind.generator_from else None
         if reference is not None:
             roles[role] = reference[0]
@@ -384,8 +416,13 @@ def _job_tasks(v: _Validator, storage: Storage, job: Any, path: tuple, output: s
     if not isinstance(params, dict):
         v.add(path + ("params",), "must be a mapping of parameter names to values")
         params = {}
+    preset = job.get("preset")
+    if preset is not None and not isinstance(preset, str):
+        v.add(path + ("preset",), f"must be one preset name, not {preset!r}; this kind's presets: "
+                                  f"{', '.join(sorted(kind.presets)) or 'none'}")
+        preset = None
     try:  # a preset's values first; the job's own params override them
-        params = {**kind.preset(job.get("preset")), **params}
+        params = {**kind.preset(preset), **params}
     except ValueError as exc:
         v.add(path + ("preset",), f"{exc}; or remove the key (the defaults are for ImageNet weights)")
     params = _check_params(v, kind, params, path + ("params",), max_size)
@@ -489,6 +526,14 @@ def _check_limits(v: _Validator, limits: dict) -> None:
             v.add(("limits", key), f"must be a positive count, not {value!r}")
 
 
+def _int64(v: _Validator, value: Any, path: tuple) -> Any:
+    """A seed torch can take (it stores seeds as 64-bit integers)."""
+    if isinstance(value, int) and not -(2 ** 63) <= value < 2 ** 64:
+        v.add(path, f"{value} does not fit in 64 bits; use a smaller seed")
+        return 0
+    return value
+
+
 def _model_settings(v: _Validator, model: dict) -> dict:
     """The model block with its defaults; a weights path is resolved like any other path."""
     weights = v.typed(model, "weights", ("model",), (str,), "imagenet, random, or a path / s3:// URI", "imagenet")
@@ -503,7 +548,8 @@ def _model_settings(v: _Validator, model: dict) -> dict:
         if relative:
             v.relative.add(weights)
     return {"weights": weights, "pooling": pooling, "precision": precision,
-            "seed": v.typed(model, "seed", ("model",), (int,), "an integer seed for random weights", 0),
+            "seed": _int64(v, v.typed(model, "seed", ("model",), (int,), "an integer seed for random weights", 0),
+                           ("model", "seed")),
             "channels_last": v.typed(model, "channels_last", ("model",), (bool,), "true or false", False),
             "compile": v.typed(model, "compile", ("model",), (bool,), "true or false", False)}
 
@@ -587,6 +633,7 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     seen: dict[str, int] = {}
     # Jobs that use another job's generators expand after every other job.
     uses_trainer = [_uses_trainer(job) for job in jobs]
+    v.job_kinds = {job["name"]: job.get("kind") for job in jobs if isinstance(job, dict) and isinstance(job.get("name"), str)}
     by_job: dict[int, list[TaskSpec]] = {}
     trainers: dict[str, tuple[str, list]] = {}
     for i in sorted(range(len(jobs)), key=lambda i: uses_trainer[i]):

@@ -162,3 +162,40 @@ def test_an_output_that_would_land_elsewhere_is_refused(tmp_path, output, messag
         parse_manifest(_write(tmp_path, f"name: n\noutput: {output}\nmodel: {{weights: random}}\njobs:\n" + JOB))
     assert f"m.yaml:2: output: {message}" in str(info.value), str(info.value)
     assert not list(tmp_path.glob("S3*")) and not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("job, expected", [
+    ("  - {name: a, kind: mrf, inputs: IMG, preset: [a, b]}\n",
+     "m.yaml:5: jobs[0].preset: must be one preset name, not ['a', 'b']; this kind's presets: random-weights"),
+    ("  - {name: a, kind: texture, inputs: IMG, params: {layers: []}}\n",
+     "m.yaml:5: jobs[0].params.layers: names no layer; give at least one"),
+    ("  - {name: a, kind: texture, inputs: IMG, params: {layer_weights: [1, 2]}}\n",
+     "m.yaml:5: jobs[0].params.layer_weights: 2 weights for 5 layers (relu1_1, pool1, pool2, pool3, pool4)"),
+    ("  - {name: a, kind: style, content: IMG, style: IMG, params: {style_layers: [relu1_1], style_layer_weights: [1, 2]}}\n",
+     "m.yaml:5: jobs[0].params.style_layer_weights: 2 weights for 1 layers (relu1_1)"),
+    ('  - {name: "a\\n", kind: texture, inputs: IMG}\n',
+     "m.yaml:5: jobs[0].name: use letters, digits"),
+    ("  - {name: a, kind: texture, inputs: http://example.com/a.png}\n",
+     "m.yaml:5: jobs[0].inputs: 'http://example.com/a.png': inputs are read from local paths, file:// or s3:// URIs, "
+     "not http://"),
+    ("  - {name: g, kind: generate, generator: {job: g}}\n",
+     "m.yaml:5: jobs[0].generator.job: job 'g' names itself: a generate job takes the generators of a "
+     "train_texture_net job"),
+    ("  - {name: a, kind: generate, generator: {job: b}}\n  - {name: b, kind: generate, generator: {job: a}}\n",
+     "m.yaml:5: jobs[0].generator.job: job 'b' is a generate job that takes generators itself (the jobs would wait "
+     "on each other)"),
+], ids=["preset-list", "no-layers", "layer-weights", "style-layer-weights", "name-newline", "http-input",
+        "self-generator", "generator-cycle"])
+def test_values_that_used_to_be_accepted_or_crash_are_refused_with_file_and_line(tmp_path, job, expected):
+    """Each was a traceback (preset list), a failure deep inside the task (layers, weights), a name with a
+    newline taken as valid, a misleading "nothing exists" (http) or "no job named" (cycles)."""
+    text = "name: n\noutput: out\nmodel: {weights: random}\njobs:\n" + job.replace("IMG", str(DATA / "textures" / "pebbles.jpg"))
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(_write(tmp_path, text))
+    assert expected in str(info.value)
+
+
+def test_a_model_seed_beyond_64_bits_is_refused(tmp_path):
+    text = "name: n\noutput: out\nmodel: {weights: random, seed: 99999999999999999999}\njobs:\n" + JOB
+    with pytest.raises(ManifestError, match=r"m.yaml:3: model.seed: 99999999999999999999 does not fit in 64 bits"):
+        parse_manifest(_write(tmp_path, text))
