@@ -271,6 +271,8 @@ def _validate(args: argparse.Namespace) -> int:
     if manifest is None or _unknown_jobs(manifest, args.only):
         return EXIT_USAGE
     print(f"{manifest.path}: {manifest.name} -> {manifest.output} ({manifest.model['weights']} weights)")
+    for note in manifest.notes:
+        print(f"note: {note}", file=sys.stderr)
     kinds = {task.job: task.kind for task in manifest.tasks}  # one pass, not one scan per job
     counts = {job: n for job, n in manifest.job_counts().items() if not args.only or job in args.only}
     for job, count in counts.items():
@@ -288,6 +290,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     from .run import WorkerStartError
 
+    for note in manifest.notes:
+        print(f"note: {note}", file=sys.stderr)
     try:
         summary = run_manifest(manifest, address=args.address or manifest.cluster.get("address"),
                                retry_failed=args.retry_failed, only=args.only)

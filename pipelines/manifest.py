@@ -90,6 +90,7 @@ class Manifest:
     jobs: list[dict]
     tasks: list[TaskSpec] = field(default_factory=list)
     weights_id: str = ""  # of the weights as the manifest names them (a relative file stays relative): in task ids
+    notes: list[str] = field(default_factory=list)  # said before a run: what validation set aside, and why
 
     @property
     def settings(self) -> ModelSettings:
@@ -126,6 +127,7 @@ class _Validator:
         self.max_tasks = DEFAULT_MAX_TASKS
         self.task_count = 0
         self.job_kinds: dict[str, Any] = {}  # every job's kind by name (a generator reference may point ahead)
+        self.notes: list[str] = []
 
     def line(self, path: tuple) -> int:
         while path and path not in self.lines:
@@ -263,12 +265,25 @@ def _expand_inputs(v: _Validator, storage: Optional[Storage], value: Any, path: 
             hint = "no file matches the glob" if has_glob(pattern) else _empty_hint(storage, v.resolve(pattern))
             fix = "" if "folder" in hint else "; check the path, or end a folder/prefix with '/'"
             v.add(item_path, f"{pattern!r} matches no input ({hint}){fix}")
-        if v.output:  # the run's own outputs (renders, thumbnails) are never its inputs
-            found = [uri for uri in found if not uri.startswith(v.output + "/")]
+        if v.output:  # the run's own outputs (renders, records, the report) are never its inputs
+            kept = [uri for uri in found if not _own_output(uri, v.output)]
+            if len(kept) < len(found):
+                v.notes.append(f"{v.filename}:{v.line(item_path)}: {len(found) - len(kept)} file(s) under {pattern!r} "
+                               "are this run's own outputs (renders, records, the report) and are not inputs")
+            found = kept
         if is_relative(pattern):
             v.relative.update(found)
         uris.extend(found)
     return list(dict.fromkeys(uris))
+
+
+_OWN_OUTPUT = re.compile(r"^(_report/.*|catalog\.parquet|[^/]+/[0-9a-f]{16}([._].*)?)$")
+
+
+def _own_output(uri: str, output: str) -> bool:
+    """Whether ``uri`` is one of the run's own outputs: `{job}/{task_id}...` (renders, records, checkpoints),
+    `_report/...`, `catalog.parquet`. Other files under the output folder (a user's own images) are inputs."""
+    return uri.startswith(output + "/") and bool(_OWN_OUTPUT.match(uri[len(output) + 1:]))
 
 
 def _empty_hint(storage: Storage, uri: str) -> str:
@@ -643,4 +658,5 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
     tasks = [t for i in range(len(jobs)) for t in by_job[i]]
     if v.problems:
         raise ManifestError(filename, v.problems)
-    return Manifest(filename, name, output, dict(storage_cfg), dict(cluster), model, dict(limits), jobs, tasks, wid)
+    return Manifest(filename, name, output, dict(storage_cfg), dict(cluster), model, dict(limits), jobs, tasks, wid,
+                    v.notes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import os
+import re
 import stat
 import glob as globlib
 import threading
@@ -83,6 +84,55 @@ def join(base: str, *parts: str) -> str:
 
 def has_glob(uri: str) -> bool:
     return any(ch in uri for ch in _GLOB_CHARS)
+
+
+def _walk_glob(pattern: str, root: str) -> list[str]:
+    """The files under ``root`` that a recursive glob (``**``) matches, each real file once. Every real
+    folder is walked once (by device and inode): links that loop back (`a/x -> ..`) neither multiply
+    the paths of one image (a self-loop made 41 tasks of one) nor hang (two such links: 2^40 paths)."""
+    regex = re.compile(_glob_regex(pattern))
+    walked, files, out = set(), set(), []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in walked:
+            dirs[:] = []
+            continue
+        walked.add((info.st_dev, info.st_ino))
+        dirs.sort()
+        for name in sorted(names):
+            full = os.path.join(folder, name)
+            real = os.path.realpath(full)
+            if real not in files and regex.fullmatch(full):
+                files.add(real)
+                out.append(full)
+    return out
+
+
+def _glob_regex(pattern: str) -> str:
+    """A glob as a regular expression with glob's meaning of `/`: `**/` any folders (or none), `*` and `?`
+    within one name, `[...]` a class."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1:end]
+            body = ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\")
+            out, i = out + "[" + body + "]", end + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return out
 
 
 def _stays_inside(path: str, root: str) -> bool:
@@ -292,6 +342,8 @@ class Storage:
 
     def expand(self, pattern: str) -> list[str]:
         """A URI, a glob, or a folder/prefix ending in '/' → the image URIs it names."""
+        if has_glob(pattern) and "[" in pattern and self.exists(pattern):
+            return [pattern]  # `photo[1].png` names a file: the literal match comes first
         if has_glob(pattern):
             if is_s3(pattern):
                 bucket, key = split_s3(pattern)
@@ -301,8 +353,8 @@ class Storage:
             scheme = "file://" if pattern.startswith("file://") else ""
             path = str(local_path(pattern))
             root = os.path.dirname(path[: min(path.index(ch) for ch in _GLOB_CHARS if ch in path)] + "x")
-            return sorted(scheme + p for p in globlib.glob(path, recursive=True)
-                          if os.path.isfile(p) and _stays_inside(p, root))
+            found = _walk_glob(path, root) if "**" in path else globlib.glob(path)
+            return sorted(scheme + p for p in found if os.path.isfile(p) and _stays_inside(p, root))
         if pattern.endswith("/") or (not is_s3(pattern) and local_path(pattern).is_dir()):
             root = "" if is_s3(pattern) else str(local_path(pattern))
             return [uri for uri in self.list(pattern) if uri.lower().endswith(IMAGE_SUFFIXES)

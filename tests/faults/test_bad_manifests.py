@@ -96,7 +96,7 @@ def test_the_runs_own_outputs_are_never_its_inputs(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "pebbles.jpg").write_bytes((DATA / "textures" / "pebbles.jpg").read_bytes())
     (tmp_path / "images" / "out" / "a").mkdir(parents=True)  # a previous run's renders, inside the inputs
-    (tmp_path / "images" / "out" / "a" / "0123.png").write_bytes((DATA / "textures" / "dots.png").read_bytes())
+    (tmp_path / "images" / "out" / "a" / "0123456789abcdef.png").write_bytes((DATA / "textures" / "dots.png").read_bytes())
     manifest = parse_manifest(_write(tmp_path, "name: n\noutput: images/out\nmodel: {weights: random}\njobs:\n"
                                                "  - {name: a, kind: texture, inputs: images/}\n"))
     assert [t.inputs["inputs"] for t in manifest.tasks] == [[str(tmp_path / "images" / "pebbles.jpg")]]
@@ -199,3 +199,55 @@ def test_a_model_seed_beyond_64_bits_is_refused(tmp_path):
     text = "name: n\noutput: out\nmodel: {weights: random, seed: 99999999999999999999}\njobs:\n" + JOB
     with pytest.raises(ManifestError, match=r"m.yaml:3: model.seed: 99999999999999999999 does not fit in 64 bits"):
         parse_manifest(_write(tmp_path, text))
+
+
+def test_links_that_loop_neither_hang_nor_multiply_an_input(tmp_path):
+    """`imgs/a/x -> ..` made one image 41 tasks (imgs/a/x/a/x/.../p.png); two such links hung `validate`."""
+    import shutil
+
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    shutil.copy(DATA / "textures" / "pebbles.jpg", tmp_path / "imgs" / "a" / "p.jpg")
+    (tmp_path / "imgs" / "a" / "x").symlink_to("..")
+    (tmp_path / "imgs" / "a" / "y").symlink_to("..")
+    text = "name: n\noutput: out\nmodel: {weights: random}\njobs:\n  - {name: a, kind: texture, inputs: 'imgs/**/*.jpg'}\n"
+    tasks = parse_manifest(_write(tmp_path, text)).tasks
+    assert [t.inputs["inputs"] for t in tasks] == [[str(tmp_path / "imgs" / "a" / "p.jpg")]]
+
+
+def test_a_name_with_brackets_is_taken_literally_when_the_file_exists(tmp_path):
+    import shutil
+
+    shutil.copy(DATA / "textures" / "pebbles.jpg", tmp_path / "photo[1].jpg")
+    text = "name: n\noutput: out\nmodel: {weights: random}\njobs:\n  - {name: a, kind: texture, inputs: 'photo[1].jpg'}\n"
+    assert [t.inputs["inputs"] for t in parse_manifest(_write(tmp_path, text)).tasks] == [[str(tmp_path / "photo[1].jpg")]]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: n\x00\noutput: out\n", "m.yaml:1: the manifest holds a control character (#x0000) that YAML does not allow"),
+    ("name: n\noutput: out\njobs: " + "[" * 3000 + "]" * 3000 + "\n", "m.yaml:3: the manifest nests more than 100 levels"),
+    ("name: n\noutput: out\njobs:\n  " + "- " * 3000 + "x\n", "nests too deep"),  # block lists, one line
+], ids=["nul", "flow-nesting", "block-nesting"])
+def test_control_characters_and_nesting_bombs_are_file_line_errors(tmp_path, text, expected):
+    """Each was a traceback: yaml's ReaderError, RecursionError."""
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(_write(tmp_path, text))
+    assert expected in str(info.value)
+
+
+def test_inputs_under_the_output_are_kept_unless_they_are_the_runs_own(tmp_path, capsys):
+    """An output folder equal to the input folder gave 0 tasks and exit 0: every input under the output
+    was dropped. Only the run's own outputs are set aside now, and validate says how many."""
+    import shutil
+
+    from pipelines.cli import main
+
+    shutil.copy(DATA / "textures" / "pebbles.jpg", tmp_path / "mine.jpg")
+    (tmp_path / "t").mkdir()
+    shutil.copy(DATA / "textures" / "pebbles.jpg", tmp_path / "t" / "0123456789abcdef.png")  # a render of a run
+    (tmp_path / "_report").mkdir()
+    shutil.copy(DATA / "textures" / "pebbles.jpg", tmp_path / "_report" / "sheet.jpg")
+    path = _write(tmp_path, "name: n\noutput: .\nmodel: {weights: random}\njobs:\n  - {name: t, kind: texture, inputs: ./}\n")
+    manifest = parse_manifest(path)
+    assert [t.inputs["inputs"] for t in manifest.tasks] == [[str(tmp_path / "mine.jpg")]]
+    assert main(["validate", path]) == 0
+    assert "m.yaml:5: 2 file(s) under './' are this run's own outputs" in capsys.readouterr().err
