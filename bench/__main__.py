@@ -104,12 +104,14 @@ def main(argv=None) -> int:
         out.append(f"## MRF texture vs Gatys (same sizes, iterations, device)\n\n{header}\n\n{_table(mrf_rows)}")
         out.append(f"## Patch matching vs a plain matrix product of the same shape\n\n{header}\n\n{_table(match)}")
     if args.nets:
-        from .nets_bench import generate_row, training_rows
+        from .nets_bench import arch_rows, generate_row, training_rows
 
         gen = [generate_row(vgg, exemplar, row["size"], row["seconds_per_texture"], args.train_steps) for row in rows]
         out.append(f"## Texture Networks: one-pass generate vs Gatys optimization ({args.iterations} iterations)"
                    f"\n\n{header}\n\n{_table(gen)}")
         train = training_rows(vgg, exemplar, 64, args.train_steps, packed=2)
+        archs = arch_rows(vgg, exemplar, args.train_steps, render=max(args.sizes))
+        out.append(f"## Texture Networks: generator architectures, same training time\n\n{header}\n\n{_table(archs)}")
         out.append(f"## Texture Networks: training throughput, 1 vs 2 trainings packed on one device\n\n"
                    f"{header}\n\n{_table(train)}")
     if args.pipeline:

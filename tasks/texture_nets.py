@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import CheckpointStore
 from .common import TaskOutput
-from .generator import TextureGenerator, load_generator, save_generator
+from .generator import TextureGenerator, build_generator, load_generator, save_generator
 from .imageio import encode_png
 from .imageops import resize, scale_by, scale_to_long_side
 from .losses import ContentLoss, GramLoss, diversity_loss, normalized_weights
@@ -116,8 +116,9 @@ def _new_generator(params: TextureNetParams, seed: int, device: torch.device, co
     """A generator whose initial weights depend only on ``seed`` (a private RNG stream)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TextureGenerator(params.scales, params.channels, padding=params.padding, norm=params.norm,
-                                content_channels=content_channels).to(device)
+        return build_generator(params.arch, scales=params.scales, channels=params.channels, width=params.width,
+                               blocks=params.blocks, padding=params.padding, norm=params.norm,
+                               content_channels=content_channels).to(device)
 
 
 def train_texture_net(inputs: dict[str, Sequence[torch.Tensor]], params: TextureNetParams, vgg: VGGFeatures,

@@ -23,7 +23,7 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
     text = out.read_text()
     for heading in ("Gatys texture vs the VGG ceiling", "Batched Gatys textures", "MRF texture vs Gatys",
                     "Patch matching vs a plain matrix product", "Texture Networks: one-pass generate",
-                    "training throughput", "Pipeline (texfarm run", "Pipeline scaling: 2 actors vs 1",
+                    "training throughput", "generator architectures, same training time", "Pipeline (texfarm run", "Pipeline scaling: 2 actors vs 1",
                     "L-BFGS per iteration",
                     "The performance goals against this run"):
         assert heading in text, heading

@@ -17,6 +17,12 @@ class TextureNetParams:
     lr_decay: float = param(0.8, above=0, max=1, help="the learning rate is multiplied by this every "
                                                       "lr_decay_every steps")
     lr_decay_every: int = param(400, min=1, help="steps between learning-rate decays")
+    arch: str = param("multiscale", choices=("multiscale", "residual"),
+                      help="generator: multiscale (the paper's noise pyramid) or residual (strided convolutions, "
+                           "residual blocks at 1/4 resolution: several times faster per image, see docs/benchmarks.md)",
+                      paper="multiscale")
+    width: int = param(12, min=1, help="residual: channels of the first layer (x2, x4 below)")
+    blocks: int = param(3, min=0, max=16, help="residual: residual blocks at 1/4 resolution")
     scales: int = param(5, min=1, max=8, help="noise scales", paper="K = 5 or 6")
     channels: int = param(8, min=1, help="channels per scale, concatenated as the scales join", paper="8")
     padding: str = param("circular", choices=("circular", "zeros", "reflect"), help="the generator's padding "
