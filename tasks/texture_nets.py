@@ -8,8 +8,10 @@ the same device).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import time
+from collections import OrderedDict
 from typing import Optional, Sequence
 
 import torch
@@ -184,12 +186,30 @@ def _device(vgg: Optional[VGGFeatures], device: Optional[torch.device]) -> torch
     return device or (vgg.device if vgg is not None else torch.device("cpu"))
 
 
+_LOADED: "OrderedDict[tuple[str, str], torch.nn.Module]" = OrderedDict()
+LOADED_GENERATORS = 4  # per process (an actor): the tasks of one generator rebuild it once, not per task
+
+
+def _generator(data: bytes, device: torch.device) -> torch.nn.Module:
+    """The generator in ``data`` on ``device``, kept for the next task of the same file (a stylize job over a
+    folder of photos used to rebuild it for every photo)."""
+    key = (hashlib.sha1(data).hexdigest(), str(device))
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    model = load_generator(data, device)
+    _LOADED[key] = model
+    while len(_LOADED) > LOADED_GENERATORS:
+        _LOADED.popitem(last=False)
+    return model
+
+
 def generate(inputs: dict[str, Sequence[bytes]], params: GenerateParams, vgg: Optional[VGGFeatures],
              seed: int, device: Optional[torch.device] = None) -> TaskOutput:
     """``params.count`` textures of ``params.size`` from a trained generator, in batches (no VGG needed)."""
     clock = time.perf_counter()
     device = _device(vgg, device)
-    model = load_generator(inputs["generator"][0], device)
+    model = _generator(inputs["generator"][0], device)
     h, w = parse_size(params.size)
     if h % model.multiple or w % model.multiple:
         raise ValueError(f"size {w}x{h} must be a multiple of {model.multiple} for this generator; "
@@ -211,7 +231,7 @@ def stylize(inputs: dict[str, Sequence], params: StylizeParams, vgg: Optional[VG
     """Stylize ``inputs['content'][0]`` with the trained stylizer ``inputs['generator'][0]`` in one pass."""
     clock = time.perf_counter()
     device = _device(vgg, device)
-    model = load_generator(inputs["generator"][0], device)
+    model = _generator(inputs["generator"][0], device)
     if not model.config["content_channels"]:
         raise ValueError("this generator was trained by train_texture_net; stylize needs a train_stylizer generator")
     content = inputs["content"][0].to(device)

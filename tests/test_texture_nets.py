@@ -148,3 +148,8 @@ def test_the_residual_generator_trains_tiles_and_round_trips(vgg, pebbles, conte
     styled = stylize({"generator": [stylizer.files[".safetensors"]], "content": [content_image]},
                      StylizeParams(size=64), vgg, 0)
     assert styled.images[0].shape == (1, 3, 48, 64)
+    # An actor's next task of the same generator file reuses the loaded model (it was rebuilt per task).
+    from tasks.texture_nets import _generator
+
+    data = stylizer.files[".safetensors"]
+    assert _generator(data, torch.device("cpu")) is _generator(bytes(data), torch.device("cpu"))
