@@ -83,6 +83,10 @@ def _add_kind_parser(kinds, kind) -> None:
                         help="JPEG / WebP quality (default: 95)")
     parser.add_argument("--png16", action="store_true", help="16 bits per channel PNG (for post-processing)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--print-every", type=int, default=50, metavar="N",
+                        help="a progress line every N optimizer iterations, on stderr (0: none; default: 50)")
+    parser.add_argument("--save-every", type=int, default=0, metavar="N",
+                        help="also write the image so far every N iterations, as OUT_iterNNNNN.png (default: 0, none)")
     if kind.exemplars:
         parser.add_argument("--max-exemplar-pixels", type=int, default=None, metavar="N",
                             help="scale exemplars above N pixels down (default: 1024x1024; limits.max_exemplar_pixels)")
@@ -176,6 +180,7 @@ def _render(args: argparse.Namespace) -> int:
     from tasks.device import pick_device
     from tasks.imageio import decode_image, encode_image
     from tasks.imageops import DEFAULT_MAX_EXEMPLAR_PIXELS, bounded
+    from tasks.progress import listening
     from tasks.kind import build_params, param_info
     from tasks.registry import get_kind
     from tasks.vgg import VGGFeatures, WeightsUnavailable
@@ -217,6 +222,7 @@ def _render(args: argparse.Namespace) -> int:
                       "--max-exemplar-pixels)", file=sys.stderr)
     device = pick_device(args.device)
     clock = time.perf_counter()
+    on_step = _progress(args, storage, encode_image, clock)
     if kind.uses_vgg:
         try:
             vgg = VGGFeatures(local_weights(args.weights, storage), args.pooling, 0, "relu5_4", device)
@@ -224,7 +230,8 @@ def _render(args: argparse.Namespace) -> int:
             raise WeightsUnavailable(str(exc).replace("`weights: random`", "`--weights random`")
                                      .replace("`weights: /path", "`--weights /path")
                                      .replace("`weights: s3://", "`--weights s3://")) from None
-        result = kind.function()(inputs, params, vgg, args.seed)
+        with listening(on_step):
+            result = kind.function()(inputs, params, vgg, args.seed)
     else:
         result = kind.function()(inputs, params, None, args.seed, device=device)
     stem, dot, suffix = args.output.rpartition(".")
@@ -241,6 +248,26 @@ def _render(args: argparse.Namespace) -> int:
     print(f"wrote {', '.join(names)}: {losses}{record['seconds']:.2f} s on {device} "
           f"({time.perf_counter() - clock:.1f} s with model load)")
     return EXIT_OK
+
+
+def _progress(args: argparse.Namespace, storage: Storage, encode_image, clock: float):
+    """The `render` listener (tasks/progress.py): neural-style's -print_iter and -save_iter."""
+    marks = {"print": 0, "save": 0}
+    stem, dot, suffix = args.output.rpartition(".")
+    stem, suffix = (stem, suffix) if dot and "/" not in suffix else (args.output, "png")
+
+    def on_step(step) -> None:
+        if args.print_every > 0 and step.done // args.print_every > marks["print"]:
+            marks["print"] = step.done // args.print_every
+            print(f"octave {step.octave}/{step.octaves} ({step.size[1]}x{step.size[0]}): iteration {step.done}/"
+                  f"{step.total}, loss {step.loss:.4g}, {time.perf_counter() - clock:.1f} s", file=sys.stderr, flush=True)
+        if args.save_every > 0 and step.done // args.save_every > marks["save"]:
+            marks["save"] = step.done // args.save_every
+            name = f"{stem}_iter{step.done:05d}.{suffix}"
+            fmt = OUTPUT_FORMATS.get("." + suffix.lower(), "png")
+            storage.write(name, encode_image(step.image[:1].clamp(0, 1).cpu(), fmt, args.quality))
+
+    return on_step
 
 
 def _load(path: str):

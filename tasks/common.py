@@ -9,6 +9,7 @@ import torch
 
 from .imageops import resize, scale_by
 from .losses import total_variation
+from .progress import Step, listener
 from .optimize import OptimResult, optimize
 from .params import OptimParams
 from .vgg import VGGFeatures
@@ -126,6 +127,7 @@ def solve_octaves(
     patch-based methods out of the matches they settled on at the coarser level."""
     sizes = octave_sizes(*size, params.octaves)
     image, records = None, []
+    listen, done_before = listener(), 0
     for octave_size, iterations in zip(sizes, split_iterations(params.iterations, len(sizes))):
         if image is None:
             start = init(octave_size)
@@ -139,7 +141,11 @@ def solve_octaves(
             result = optimize(
                 start, objective, iterations, method=params.optimizer, lr=params.lr,
                 check_every=params.check_every, divergence_factor=params.divergence_factor,
+                on_chunk=None if listen is None else (
+                    lambda done, loss, x, o=len(records) + 1, s=octave_size, before=done_before: listen(
+                        Step(o, len(sizes), s, before + done, params.iterations, loss, x))),
             )
+        done_before += iterations
         image = result.image
         records.append(octave_record(octave_size, result))
     return image, records

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -77,6 +77,7 @@ def optimize(
     check_every: int = 10,
     divergence_factor: float = 10.0,
     max_rollbacks: int = 20,
+    on_chunk: Optional[Callable[[int, float, torch.Tensor], None]] = None,
 ) -> OptimResult:
     """Minimize ``objective(image)`` over the pixels; returns the image clamped to [0, 1].
 
@@ -84,7 +85,8 @@ def optimize(
     independent, but L-BFGS's line search takes one step size for the whole batch).
 
     An objective with a ``refresh()`` method (e.g. patch matching with fixed targets) is refreshed
-    after every good chunk, so between refreshes L-BFGS sees a smooth function."""
+    after every good chunk, so between refreshes L-BFGS sees a smooth function. ``on_chunk(iterations
+    done, loss, image)`` is called after every good chunk (progress lines, intermediate images)."""
     refresh = getattr(objective, "refresh", None)
     x = image.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)  # L-BFGS views it flat
     with torch.no_grad():
@@ -118,6 +120,8 @@ def optimize(
             last_good.copy_(x.detach())
             best = min(best, loss)
             history.append(loss)
+            if on_chunk is not None:
+                on_chunk(iterations_done, loss, x.detach())
             if refresh is not None:
                 refresh()
                 stepper.objective_changed()

@@ -147,3 +147,15 @@ def test_an_input_folder_without_images_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "m.yaml:5: jobs[0].inputs: 'empty/' matches no input (it is an empty folder)" in err
     assert "m.yaml:6: jobs[1].inputs: 'notes' matches no input (it is a folder of 1 file(s) but none is an image" in err
+
+
+def test_render_prints_progress_and_saves_intermediate_images(tmp_path, capsys):
+    """`render` at real sizes printed nothing until the end (neural-style: -print_iter, -save_iter)."""
+    out = tmp_path / "t.png"
+    assert main(["render", "texture", str(DATA / "textures" / "pebbles.jpg"), "-o", str(out), "--weights", "random",
+                 "--size", "32", "--iterations", "20", "--print-every", "10", "--save-every", "20"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("octave ")]
+    assert [line.split(", loss")[0] for line in lines] == ["octave 1/1 (32x32): iteration 10/20",
+                                                            "octave 1/1 (32x32): iteration 20/20"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.png", "t_iter00020.png"]
+    assert Image.open(tmp_path / "t_iter00020.png").size == (32, 32)
