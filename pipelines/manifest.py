@@ -485,7 +485,9 @@ def _check_cluster(v: _Validator, cluster: dict) -> None:
             ("start_timeout", (int, float), "seconds to wait for a first worker to be placed", 0, True),
             ("idle_timeout", (int, float), "seconds an idle worker beyond the work left keeps its GPU", 0, False)):
         value = v.typed(cluster, key, ("cluster",), types, what)
-        if value is not None and (value <= low if strict else value < low):
+        if isinstance(value, float) and not math.isfinite(value):  # .nan passes every comparison; .inf waits forever
+            v.add(("cluster", key), f"must be a finite number ({what}), not {value!r}")
+        elif value is not None and (value <= low if strict else value < low):
             v.add(("cluster", key), f"must be {'above' if strict else 'at least'} {low} ({what}), not {value!r}")
 
 

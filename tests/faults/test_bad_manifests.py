@@ -251,3 +251,10 @@ def test_inputs_under_the_output_are_kept_unless_they_are_the_runs_own(tmp_path,
     assert [t.inputs["inputs"] for t in manifest.tasks] == [[str(tmp_path / "mine.jpg")]]
     assert main(["validate", path]) == 0
     assert "m.yaml:5: 2 file(s) under './' are this run's own outputs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf"])
+def test_a_cluster_timeout_that_is_not_finite_is_refused(tmp_path, value):
+    text = f"name: n\noutput: out\nmodel: {{weights: random}}\ncluster: {{start_timeout: {value}}}\njobs:\n" + JOB
+    with pytest.raises(ManifestError, match=r"m.yaml:4: cluster.start_timeout: must be a finite number"):
+        parse_manifest(_write(tmp_path, text))
