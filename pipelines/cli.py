@@ -135,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true",
                      help="also run the tasks that failed before for a reason of their own (a bad input, "
                           "divergence); a plain run retries only failures from outside the task (storage, workers)")
+    run.add_argument("--force", action="store_true",
+                     help="run even if another run holds the output's lease (only when that run is gone)")
     run.add_argument("--address", help="a Ray (GCS) address, auto, ray://HEAD:10001; default: $RAY_ADDRESS, else a "
                                         "local Ray")
     dashboard = "the Ray dashboard, e.g. http://HEAD:8265 (default: $TEXFARM_DASHBOARD)"
@@ -315,14 +317,15 @@ def _run(args: argparse.Namespace) -> int:
     manifest = _load(args.manifest)
     if manifest is None or _unknown_jobs(manifest, args.only):
         return EXIT_USAGE
+    from .lease import LeaseHeld
     from .run import WorkerStartError
 
     for note in manifest.notes:
         print(f"note: {note}", file=sys.stderr)
     try:
         summary = run_manifest(manifest, address=args.address or manifest.cluster.get("address"),
-                               retry_failed=args.retry_failed, only=args.only)
-    except WorkerStartError as exc:
+                               retry_failed=args.retry_failed, only=args.only, force=args.force)
+    except (WorkerStartError, LeaseHeld) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     storage = Storage(StorageConfig.from_dict(manifest.storage))

@@ -17,6 +17,7 @@ from tasks.registry import get_kind
 from . import catalog, records
 from .manifest import Manifest, TaskSpec
 from .actors import READY, RELEASED, STARTING, ActorPool, Death, WorkerStartError
+from .lease import OutputLease
 from .elastic import DEFAULT_IDLE_TIMEOUT, Capacity, ClusterCapacity, PoolSize, actors_wanted, fitting
 from .storage import Storage, StorageConfig, join
 from .worker import RenderWorker
@@ -180,6 +181,7 @@ def run_manifest(
     on_dispatch: Optional[Callable[[TaskSpec, Any], None]] = None,
     retry_failed: bool = False,
     only: Optional[Sequence[str]] = None,
+    force: bool = False,
 ) -> RunSummary:
     """Execute every unfinished task of ``manifest`` (of the jobs in ``only``, when given); return what
     happened. Tasks that failed before for a reason of their own are not run again unless ``retry_failed``."""
@@ -200,12 +202,17 @@ def run_manifest(
                          f"input, divergence, ...) and are not run again: `texfarm failures {manifest.output}` "
                          "lists them, `texfarm run --retry-failed` runs them again\n")
     new_records: dict[str, dict] = {}
-    if todo:
-        new_records = _execute(manifest, todo, done_before, address, storage, stream, on_dispatch, summary)
-        summary.executed = len(todo)
-    summary.records = list(new_records.values())
-    summary.failed = [r for r in summary.records if r["status"] != "done"]
-    summary.catalog_written = _write_catalog(storage, manifest, {**own_failures, **new_records}, done_before)
+    lease = OutputLease(storage, manifest.output, manifest.name)
+    lease.acquire(force)  # one run at a time per output (LeaseHeld otherwise: nothing started)
+    try:
+        if todo:
+            new_records = _execute(manifest, todo, done_before, address, storage, stream, on_dispatch, summary)
+            summary.executed = len(todo)
+        summary.records = list(new_records.values())
+        summary.failed = [r for r in summary.records if r["status"] != "done"]
+        summary.catalog_written = _write_catalog(storage, manifest, {**own_failures, **new_records}, done_before)
+    finally:
+        lease.release()
     summary.catalog_uri = catalog.catalog_uri(manifest.output)
     return summary
 

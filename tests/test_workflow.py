@@ -218,3 +218,38 @@ def test_a_missing_or_damaged_catalog_or_record_is_rebuilt_and_named(tmp_path, r
     last = run_manifest(parse_manifest(str(path)), stream=None)  # the task is rendered again
     assert last.executed == 1 and json.loads(broken.read_text())["status"] == "done"
     assert sorted((r["job"], r["status"]) for r in pq.read_table(catalog_file).to_pylist()) == expected
+
+
+def test_a_second_run_on_one_output_waits_for_the_first_to_be_gone(tmp_path, ray_cluster, capsys):
+    """Two runs of one manifest at once rendered every task twice (issue 26). A run holds a lease on its
+    output: a second one is refused while the holder lives, and takes over once it is gone."""
+    import socket
+
+    from pipelines.lease import LEASE_NAME, LEASE_STALE
+
+    path = tmp_path / "run.yaml"
+    path.write_text(f"name: leased\noutput: out\nmodel: {{weights: random}}\ncluster: {{workers: 1}}\njobs:\n"
+                    f"  - {{name: t, kind: texture, inputs: {DATA / 'textures' / 'pebbles.jpg'},"
+                    f" params: {{size: 32, iterations: 2}}}}\n")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # another live driver
+    lease = tmp_path / "out" / LEASE_NAME
+    lease.parent.mkdir()
+    lease.write_text(json.dumps({"run": "leased", "host": socket.gethostname(), "pid": holder.pid,
+                                 "heartbeat": time.time()}))
+    try:
+        assert main(["run", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"another texfarm run ('leased', pid {holder.pid} on {socket.gethostname()}" in err and "--force" in err
+        assert not list((tmp_path / "out").glob("t/*.png"))  # nothing rendered
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["run", str(path)]) == 0  # the holder's process is gone: its lease is stale, taken over
+    assert len(list((tmp_path / "out").glob("t/*.png"))) == 1 and not lease.exists()  # released at the end
+    # a holder on another host is gone once its heartbeat is older than LEASE_STALE; --force overrides
+    lease.write_text(json.dumps({"run": "x", "host": "elsewhere", "pid": 1, "heartbeat": time.time()}))
+    assert main(["run", str(path)]) == 2
+    lease.write_text(json.dumps({"run": "x", "host": "elsewhere", "pid": 1, "heartbeat": time.time() - LEASE_STALE - 1}))
+    assert main(["run", str(path)]) == 0
+    lease.write_text(json.dumps({"run": "x", "host": "elsewhere", "pid": 1, "heartbeat": time.time()}))
+    assert main(["run", str(path), "--force"]) == 0 and not lease.exists()
