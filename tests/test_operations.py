@@ -90,7 +90,7 @@ def test_repair_reads_the_hole_from_alpha_and_refuses_masks_that_make_no_sense(p
 def test_expand_keeps_the_crop_in_place_and_the_new_area_is_texture(pebbles, vgg):
     crop = resize(pebbles, (128, 128))[..., 32:96, 32:96]  # 64 px of pebbles at half their native scale
     # One octave: at this size a coarse octave (64 px, the crop 32 px) has too little to go on.
-    params = build_params(ExpandParams, {**RANDOM, "size": 128, "iterations": 120, "octaves": 1})
+    params = build_params(ExpandParams, {**RANDOM, "size": 128, "iterations": 80, "octaves": 1})
     out = expand({"inputs": [crop]}, params, vgg, seed=0)
     result = _png_roundtrip(out.images[0])
     assert result.shape == (1, 3, 128, 128)

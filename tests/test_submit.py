@@ -63,10 +63,10 @@ def _stop_head(head, temp) -> None:
     shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def ray_head():
     """The head knows the credentials (as a node's instance profile would) but no endpoint: that must
-    come with the job."""
+    come with the job. One head for the module's jobs (each submits its own, to its own bucket)."""
     url, head, temp = _start_head({"AWS_ENDPOINT_URL": "", "AWS_REGION": ""})
     yield url
     _stop_head(head, temp)
