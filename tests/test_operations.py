@@ -1,6 +1,5 @@
 """The texture operations (repair, expand, enhance, mashup) on real images from data/, seeded random
 VGG19 weights, small sizes: kept pixels are kept bit for bit, made pixels blend in."""
-import io
 
 import numpy as np
 import pytest
