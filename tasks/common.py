@@ -81,6 +81,10 @@ def base_record(result_octaves: list[dict[str, Any]], device: torch.device, seco
         "iterations": sum(o["iterations"] for o in result_octaves),
         "evaluations": sum(o["evaluations"] for o in result_octaves),
         "rollbacks": sum(o["rollbacks"] for o in result_octaves),
+        # Where the time went (issue 27): building each octave's objective (the exemplar's features,
+        # patch banks) against optimizing it; the rest of `seconds` is the task's own set-up and checks.
+        "setup_seconds": round(sum(o.get("setup_seconds", 0.0) for o in result_octaves), 4),
+        "optimize_seconds": round(sum(o.get("optimize_seconds", 0.0) for o in result_octaves), 4),
         "seconds": seconds,
         "device": str(device),
         "octaves": result_octaves,
@@ -92,9 +96,11 @@ def with_quality(record: dict[str, Any], image: torch.Tensor, exemplar: torch.Te
     scale the texture was made for: 0 = indistinguishable, 1 = as far as colour-matched noise."""
     from .quality import colour_coverage, texture_score
 
+    start = time.perf_counter()
     reference = scale_by(exemplar, exemplar_scale, min_side=16)
     record["quality"] = texture_score(image, reference)
     record["colour_coverage"] = colour_coverage(image, reference)
+    record["quality_seconds"] = round(time.perf_counter() - start, 4)
     return record
 
 
@@ -136,7 +142,9 @@ def solve_octaves(
             if jitter:
                 start = (start + jitter * seeded_noise(seed + len(records), octave_size, torch.zeros(1, 3, 1, 1),
                                                         start.device, std=1.0, clamp=False)).clamp(0, 1)
+        clock = time.perf_counter()
         objective = objective_for(octave_size)
+        setup = time.perf_counter() - clock
         with vgg.padding("circular" if params.tileable else "zeros"):
             result = optimize(
                 start, objective, iterations, method=params.optimizer, lr=params.lr,
@@ -147,7 +155,8 @@ def solve_octaves(
             )
         done_before += iterations
         image = result.image
-        records.append(octave_record(octave_size, result))
+        records.append({**octave_record(octave_size, result), "setup_seconds": round(setup, 4),
+                        "optimize_seconds": round(time.perf_counter() - clock - setup, 4)})
     return image, records
 
 

@@ -139,3 +139,12 @@ def test_exemplar_targets_are_computed_once_per_network(vgg, pebbles):
     added = len(vgg._cache) - before
     _texture(vgg, exemplar, seed=1, size=64, iterations=1, octaves=2)
     assert added == 2 and len(vgg._cache) - before == 2  # one entry per octave, reused by the next seed
+
+
+def test_the_record_says_where_a_renders_time_went(vgg, pebbles):
+    """Issue 27: a breakdown of every render (objective set-up, optimization, quality score)."""
+    record = texture({"inputs": [pebbles]}, TextureParams(size=32, iterations=4, octaves=2), vgg, 5).record
+    parts = record["setup_seconds"] + record["optimize_seconds"]
+    # set-up may round to 0: the exemplar's Gram targets are cached per network (another test made them)
+    assert record["optimize_seconds"] > 0 and record["setup_seconds"] >= 0 and record["quality_seconds"] > 0
+    assert parts <= record["seconds"] and all("optimize_seconds" in o for o in record["octaves"])
