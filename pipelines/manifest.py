@@ -288,15 +288,15 @@ def _own_output(uri: str, output: str) -> bool:
 
 def _empty_hint(storage: Storage, uri: str) -> str:
     """Why a folder/prefix or path gave no input: nothing there, or a folder without image files."""
+    local_dir = not is_s3(uri) and os.path.isdir(uri.removeprefix("file://"))
     try:
-        present = storage.list(uri if uri.endswith("/") else uri + "/") if uri.endswith("/") or \
-            (not is_s3(uri) and os.path.isdir(uri.removeprefix("file://"))) else []
+        present = storage.list(uri.rstrip("/") + "/") if uri.endswith("/") or local_dir else []
     except StorageError:
         present = []
     if present:
         return (f"it is a folder of {len(present)} file(s) but none is an image "
                 f"({', '.join(sorted(set(IMAGE_SUFFIXES)))})")
-    if not is_s3(uri) and os.path.isdir(uri.removeprefix("file://")):
+    if local_dir:
         return "it is an empty folder"
     return "nothing exists at that path"
 

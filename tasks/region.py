@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .common import Objective, seeded_noise, solve_octaves, with_tv
 from .imageops import resize, scale_by
-from .losses import GramLoss, gram, normalized_weights
+from .losses import GramLoss, gram, guided_gram, normalized_weights
 from .mrf import MRFLoss, augmented, balanced_octave
 from .params import GATYS_TEXTURE_LAYERS, MRF_LAYERS, RegionParams
 from .vgg import VGGFeatures
@@ -91,8 +91,7 @@ def masked_gram(features: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.T
         at_layer = (area > 0).to(features.dtype)
     if at_layer.sum() < 1:
         raise ValueError("the source has no texture left outside the region to fill: give a source texture")
-    flat = (features * at_layer).flatten(2)
-    return flat @ flat.transpose(1, 2) / at_layer.sum()
+    return guided_gram(features, at_layer)
 
 
 def synthesize(canvas: torch.Tensor, known: torch.Tensor, sources: Sequence[torch.Tensor], shares: Sequence[float],

@@ -30,14 +30,14 @@ def _region_colours(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     common first. A region colour fills whole 3x3 neighbourhoods somewhere; the colours of edges
     (antialiasing: a line or two of in-between pixels) never do, and join the nearest region."""
     quantized = (image[0, :3].clamp(0, 1) * 255).round().to(torch.int64)
-    ids = (quantized[0] * 65536 + quantized[1] * 256 + quantized[2]).double()[None, None]  # exact below 2**53
-    interior = (F.max_pool2d(ids, 3, 1, 1) == -F.max_pool2d(-ids, 3, 1, 1))[0, 0]
-    colours, counts = quantized.reshape(3, -1).T.unique(dim=0, return_counts=True)
-    inner_colours, inner_counts = quantized[:, interior].T.unique(dim=0, return_counts=True)
-    keep = inner_counts >= max(1.0, MIN_SHARE * ids.numel())
-    inner_colours = inner_colours[keep]
-    shares = torch.stack([counts[(colours == c).all(dim=1)].sum() for c in inner_colours]).double() / ids.numel() \
-        if len(inner_colours) else torch.zeros(0, dtype=torch.double)
+    ids = quantized[0] * 65536 + quantized[1] * 256 + quantized[2]  # one integer per colour
+    grid = ids.double()[None, None]  # exact: ids are below 2**24
+    interior = (F.max_pool2d(grid, 3, 1, 1) == -F.max_pool2d(-grid, 3, 1, 1))[0, 0]
+    inner_ids, inner_counts = ids[interior].unique(return_counts=True)
+    inner_ids = inner_ids[inner_counts >= max(1.0, MIN_SHARE * ids.numel())]
+    all_ids, all_counts = ids.unique(return_counts=True)  # sorted: each inner id is found by bisection
+    shares = all_counts[torch.searchsorted(all_ids, inner_ids)].double() / ids.numel()
+    inner_colours = torch.stack([inner_ids // 65536, inner_ids // 256 % 256, inner_ids % 256], dim=1)
     order = shares.argsort(descending=True)
     return inner_colours[order], shares[order]
 

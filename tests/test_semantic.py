@@ -126,13 +126,18 @@ def _save(tensor: torch.Tensor, path) -> None:
     Image.fromarray((tensor[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
 
 
-def test_a_folder_of_doodles_fans_out_one_task_per_doodle_keyed_by_content(tmp_path, halves):
+def _doodle_folder(tmp_path, halves, first_width: int = 32) -> None:
+    """style.png, style_map.png and doodles/a.png (32 x first_width), doodles/b.png (32 x 32)."""
     _, _, style_image, style_map = halves
     _save(style_image, tmp_path / "style.png")
     _save(style_map, tmp_path / "style_map.png")
     (tmp_path / "doodles").mkdir()
-    _save(_two_colours(BLUE, RED, 32, 32), tmp_path / "doodles" / "a.png")
+    _save(_two_colours(BLUE, RED, 32, first_width), tmp_path / "doodles" / "a.png")
     _save(_two_colours(RED, BLUE, 32, 32), tmp_path / "doodles" / "b.png")
+
+
+def test_a_folder_of_doodles_fans_out_one_task_per_doodle_keyed_by_content(tmp_path, halves):
+    _doodle_folder(tmp_path, halves)
     path = tmp_path / "doodles.yaml"
     path.write_text("name: d\noutput: out\nmodel: {weights: random}\njobs:\n"
                     "  - {name: doodles, kind: mrf, inputs: style.png, style_map: style_map.png,"
@@ -159,12 +164,7 @@ def test_doodles_render_from_a_manifest_and_from_render(tmp_path, halves, ray_cl
     from pipelines.cli import main
     from pipelines.run import run_manifest
 
-    _, _, style_image, style_map = halves
-    _save(style_image, tmp_path / "style.png")
-    _save(style_map, tmp_path / "style_map.png")
-    (tmp_path / "doodles").mkdir()
-    _save(_two_colours(BLUE, RED, 32, 48), tmp_path / "doodles" / "a.png")
-    _save(_two_colours(RED, BLUE, 32, 32), tmp_path / "doodles" / "b.png")
+    _doodle_folder(tmp_path, halves, first_width=48)
     (tmp_path / "doodles" / "notes.txt").write_text("not an image")
     path = tmp_path / "doodles.yaml"
     path.write_text("name: d\noutput: out\nmodel: {weights: random}\ncluster: {workers: 1}\njobs:\n"
