@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .storage import Storage, StorageError, join
+from .storage import Storage, StorageError, join, readable
 
 CATALOG_NAME = "catalog.parquet"
 SCHEMA = pa.schema([
@@ -56,7 +56,8 @@ def row(record: dict[str, Any]) -> dict[str, Any]:
     out["params"] = json.dumps(record.get("resolved_params") or record.get("params", {}), sort_keys=True)
     out["inputs"] = json.dumps(record.get("inputs", {}), sort_keys=True)
     out["versions"] = json.dumps(record["versions"], sort_keys=True) if record.get("versions") else None
-    return out
+    # an error quoting an input whose file name is not UTF-8 (Parquet strings must be)
+    return {k: readable(v) if isinstance(v, str) else v for k, v in out.items()}
 
 
 def catalog_uri(output: str) -> str:

@@ -334,7 +334,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         from .report import build_report
 
-        print(f"report:  {build_report(storage, manifest.output, manifest.name).index_uri}")
+        report = build_report(storage, manifest.output, manifest.name, manifest.limits.get("max_input_pixels"))
+        print(f"report:  {report.index_uri}")
     except Exception as exc:  # the renders are safe in storage; a report problem must not fail the run
         print(f"warning: could not write the report: {exc}", file=sys.stderr)
     if summary.failed:
@@ -468,6 +469,9 @@ COMMANDS = {"render": _render, "validate": _validate, "run": _run, "submit": _su
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \udce9, never a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     if argv[:1] == ["bench"]:  # the benchmark has its own options
         from bench.__main__ import main as bench_main
 

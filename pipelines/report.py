@@ -18,10 +18,10 @@ from typing import Any, Optional
 
 from PIL import Image, ImageDraw
 
-from tasks.imagefile import decode_rgb
+from tasks.imagefile import DEFAULT_MAX_PIXELS, decode_rgb
 
 from . import catalog, records
-from .storage import Storage, StorageError, join
+from .storage import Storage, StorageError, join, readable
 
 REPORT = "_report"  # "_": Ray Data and pyarrow skip it, so reading the output root finds only renders
 THUMB = 160  # px, long side
@@ -53,10 +53,12 @@ def _poor(row: dict) -> bool:
 OUTLINE = (255, 0, 255)  # the border between kept and made pixels (repair, expand) on a thumbnail
 
 
-def _thumbnail(data: bytes, tile: bool, name: str = "image", outline: Optional[list] = None) -> Image.Image:
+def _thumbnail(data: bytes, tile: bool, name: str = "image", outline: Optional[list] = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """``outline`` [x0, y0, x1, y1]: a box drawn on the image (a repair's made region, an expand's kept
     original), so the card shows what was kept and what was made."""
-    image = decode_rgb(data, name=name)  # the tasks' decoder: EXIF rotation, alpha over white, bit depth
+    # the tasks' decoder (EXIF rotation, alpha over white, bit depth); a JPEG decoded at reduced scale
+    image = decode_rgb(data, max_pixels, name=name, at_least=None if outline else THUMB)
     if outline:
         from PIL import ImageDraw
 
@@ -136,9 +138,10 @@ def _process_task(storage: Storage, output: str, row: dict) -> dict:
     return entry
 
 
-def _process_input(storage: Storage, output: str, uri: str) -> str:
-    name = f"inputs/{hashlib.sha256(uri.encode()).hexdigest()[:16]}.jpg"
-    storage.write(join(output, REPORT, name), _jpeg(_thumbnail(storage.read(uri), False, uri)))
+def _process_input(storage: Storage, output: str, uri: str, max_pixels: int) -> str:
+    """An input's thumbnail; an input over the run's pixel cap (its task refused it) is never decoded."""
+    name = f"inputs/{hashlib.sha256(uri.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}.jpg"
+    storage.write(join(output, REPORT, name), _jpeg(_thumbnail(storage.read(uri), False, uri, max_pixels=max_pixels)))
     return name
 
 
@@ -216,8 +219,8 @@ def _input_strip(rows: list[dict], state: _State) -> str:
                 if role not in inputs[uri]:
                     inputs[uri].append(role)
     strip = "".join(
-        f'<figure class="input"><img src="{html.escape(state.inputs[uri])}" alt="input {html.escape(uri)}">'
-        f"<figcaption>{html.escape('/'.join(roles))}: {html.escape(uri.rsplit('/', 1)[-1])}</figcaption></figure>"
+        f'<figure class="input"><img src="{html.escape(state.inputs[uri])}" alt="input {html.escape(readable(uri))}">'
+        f"<figcaption>{html.escape('/'.join(roles))}: {html.escape(readable(uri.rsplit('/', 1)[-1]))}</figcaption></figure>"
         for uri, roles in list(inputs.items())[:24] if uri in state.inputs)
     return f'<div class="inputs">{strip}</div>'
 
@@ -342,9 +345,11 @@ def _sheet_signature(rows: list[dict], state: _State) -> str:
     return hashlib.sha256(json.dumps(tiles, default=str).encode()).hexdigest()
 
 
-def build_report(storage: Storage, output: str, name: Optional[str] = None) -> ReportSummary:
+def build_report(storage: Storage, output: str, name: Optional[str] = None,
+                 max_input_pixels: Optional[int] = None) -> ReportSummary:
     """(Re)write the report for the catalog under ``output``: only new tasks are read and thumbnailed,
-    and only pages and sheets whose content changed are written."""
+    and only pages and sheets whose content changed are written. ``max_input_pixels``: the run's
+    `limits.max_input_pixels` (inputs over it get no thumbnail, as their tasks refused them)."""
     rows = catalog.read_rows(storage, output)
     if not rows:
         raise StorageError(f"no catalog and no task records under {output}: run the manifest first")
@@ -358,7 +363,7 @@ def build_report(storage: Storage, output: str, name: Optional[str] = None) -> R
 
         def input_thumb(uri: str) -> Optional[str]:
             try:
-                return _process_input(storage, output, uri)
+                return _process_input(storage, output, uri, max_input_pixels or DEFAULT_MAX_PIXELS)
             except Exception:  # a missing or unreadable input just has no thumbnail
                 return None
 

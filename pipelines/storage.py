@@ -77,6 +77,16 @@ def read_regular_file(path: Path) -> bytes:
         os.close(fd)
 
 
+def readable(text: str) -> str:
+    """``text`` as valid Unicode: a file name that is not UTF-8 (Python keeps its bytes as lone surrogates)
+    shows its bytes as ``\\xe9``. Stored text (catalog, report) and printed text must be valid UTF-8, while
+    the URI itself, surrogates included, is what opens the file."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def join(base: str, *parts: str) -> str:
     """Join key parts under a base URI or path; the parts come from validated names only."""
     return "/".join([base.rstrip("/"), *parts])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -35,10 +36,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> Image.Image:
+def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image",
+               at_least: Optional[int] = None) -> Image.Image:
     """Decode encoded bytes into the 8-bit RGB image every consumer sees (tasks and report alike): EXIF
-    orientation applied, alpha over white, any bit depth scaled by its declared depth."""
-    return _to_rgb(_open(data, max_pixels, name))
+    orientation applied, alpha over white, any bit depth scaled by its declared depth. ``at_least``: a
+    JPEG may be decoded at 1/2..1/8 scale while both sides stay >= that (a thumbnail of a camera photo)."""
+    return _to_rgb(_open(data, max_pixels, name, at_least))
 
 
 def decode_alpha(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> "np.ndarray | None":
@@ -51,7 +54,7 @@ def decode_alpha(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = 
     return np.asarray(image.getchannel("A"), dtype=np.uint8)
 
 
-def _open(data: bytes, max_pixels: int, name: str) -> Image.Image:
+def _open(data: bytes, max_pixels: int, name: str, at_least: Optional[int] = None) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
         if image.width * image.height > max_pixels:
@@ -59,6 +62,8 @@ def _open(data: bytes, max_pixels: int, name: str) -> Image.Image:
                 f"{name} has {image.width}x{image.height} pixels, over the cap of {max_pixels}; "
                 "downscale it or raise the pixel cap"
             )
+        if at_least:
+            image.draft("RGB", (at_least, at_least))
         image = ImageOps.exif_transpose(image)
         image.load()
         return image

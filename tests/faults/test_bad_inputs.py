@@ -144,3 +144,48 @@ def test_one_pixel_cap_ours_and_errors_name_the_input():
     assert decode_image(big.getvalue(), max_pixels=10000 * 10000).shape == (1, 3, 9000, 10000)
     with pytest.raises(BadImage, match=r"s3://b/not-an-image.png is not a readable image: .*s3://b/not-an-image.png"):
         decode_image(b"plain text", name="s3://b/not-an-image.png")
+
+
+def test_file_names_that_are_not_utf8_render_fail_alone_and_reach_the_catalog(tmp_path, ray_cluster):
+    """Python keeps a non-UTF-8 file name as lone surrogates; every stored and printed text must be valid
+    UTF-8 (the catalog's Parquet strings above all), while the name itself still opens the file. The
+    report does not decode an input over the run's pixel cap: its task refused it."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.report import build_report
+    from pipelines.storage import Storage
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rgb = Image.open(DATA / "textures" / "pebbles.jpg").convert("RGB").resize((40, 40))
+    (folder / os.fsdecode(b"caf\xe9.png")).write_bytes(_png(rgb))
+    (folder / os.fsdecode(b"bad\xff.png")).write_bytes(b"not an image")
+    (folder / "big.png").write_bytes(_png(Image.new("RGB", (400, 400), "white")))
+    manifest_path = tmp_path / "run.yaml"
+    manifest_path.write_text(
+        "name: names\noutput: out\nmodel: {weights: random}\ncluster: {workers: 1}\n"
+        "limits: {max_input_pixels: 100000}\n"
+        "jobs:\n  - {name: j, kind: texture, inputs: in/, seeds: 1, params: {size: 16, iterations: 2, octaves: 1}}\n")
+    manifest = parse_manifest(str(manifest_path))
+    summary = run_manifest(manifest, stream=None)
+
+    assert summary.exit_code == 1
+    rows = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
+    assert sorted(r["status"] for r in rows) == ["done", "failed", "failed"]
+    errors = " ".join(r["error"] for r in rows if r["error"])
+    assert "bad\\xff.png is not a readable image" in errors and "big.png" in errors
+    done = next(r for r in rows if r["status"] == "done")
+    assert Image.open(done["output_uri"]).size == (16, 16)
+
+    report = build_report(Storage(), manifest.output, max_input_pixels=100000)
+    index = Path(report.index_uri).read_text(encoding="utf-8")
+    assert "caf\\xe9.png" in index  # the input strip shows it, bytes escaped
+    state = json.loads((tmp_path / "out" / "_report" / "state.json").read_text())
+    assert not any(uri.endswith("big.png") for uri in state["inputs"])  # refused by its task: not decoded
+
+    listed = subprocess.run([sys.executable, "-m", "pipelines.cli", "failures", manifest.output],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "bad\\xff.png is not a readable image" in listed.stdout
