@@ -21,7 +21,8 @@ from tasks.model import LAYERS, ModelSettings
 from tasks.params import parse_size
 from tasks.registry import KINDS
 
-from .storage import IMAGE_SUFFIXES, Storage, StorageConfig, StorageError, has_glob, is_s3, join, read_regular_file
+from .storage import (IMAGE_SUFFIXES, Storage, StorageConfig, StorageError, has_glob, is_s3, join, path_problem,
+                      read_regular_file)
 from .yamlmarks import YamlError, load_with_lines
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -255,6 +256,9 @@ def _expand_inputs(v: _Validator, storage: Optional[Storage], value: Any, path: 
         if scheme and scheme.group(1) not in ("s3", "file"):
             v.add(item_path, f"{pattern!r}: inputs are read from local paths, file:// or s3:// URIs, not "
                              f"{scheme.group(1)}://; download it first (or stage it in a bucket)")
+            continue
+        if path_problem(pattern):  # before resolving: the OS's own error names no line
+            v.add(item_path, path_problem(pattern))
             continue
         try:
             found = storage.expand(v.resolve(pattern))
@@ -503,7 +507,7 @@ def _output_problem(output: str) -> Optional[str]:
     if scheme and scheme.group(1) not in ("s3", "file"):
         known = "s3:// (lower case)" if scheme.group(1).lower() == "s3" else "s3:// or file://"
         return f"scheme '{scheme.group(1)}://' is not one texfarm writes to; use {known}, or a local folder"
-    return None
+    return path_problem(output)
 
 
 def _count(value: Any, low: int) -> bool:
@@ -560,7 +564,9 @@ def _model_settings(v: _Validator, model: dict) -> dict:
     precision = v.typed(model, "precision", ("model",), (str,), "fp32, bf16 or fp16", "fp32")
     if precision not in ("fp32", "bf16", "fp16"):
         v.add(("model", "precision"), f"must be fp32, bf16 or fp16, not {precision!r}")
-    if weights not in ("imagenet", "random", None):
+    if weights not in ("imagenet", "random", None) and path_problem(weights):
+        v.add(("model", "weights"), path_problem(weights))
+    elif weights not in ("imagenet", "random", None):
         relative, weights = is_relative(weights), v.resolve(weights)
         if relative:
             v.relative.add(weights)

@@ -77,6 +77,26 @@ def read_regular_file(path: Path) -> bytes:
         os.close(fd)
 
 
+NAME_MAX = 255  # bytes in one local file or folder name (ext4, XFS, APFS, NTFS)
+S3_KEY_MAX = 1024  # bytes in an S3 key
+
+
+def path_problem(uri: str) -> Optional[str]:
+    """Why no file or object can have this name, or None: a NUL byte, a local name over NAME_MAX bytes,
+    an S3 key over 1024 bytes (the OS's `embedded null byte` / errno 36 name no manifest line)."""
+    if "\0" in uri:
+        return f"{readable(uri)!r} holds a NUL byte (\\0), which no file or key name can: remove it"
+    if is_s3(uri):
+        size = len(split_s3(uri)[1].encode("utf-8", "surrogateescape"))
+        return f"the key of {uri[:60]!r}... has {size} bytes, over S3's {S3_KEY_MAX}" if size > S3_KEY_MAX else None
+    for part in str(local_path(uri)).split(os.sep):
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > NAME_MAX:
+            return (f"the name {readable(part[:40])!r}... has {size} bytes, over the file system's {NAME_MAX} "
+                    "per file or folder name: shorten it")
+    return None
+
+
 def readable(text: str) -> str:
     """``text`` as valid Unicode: a file name that is not UTF-8 (Python keeps its bytes as lone surrogates)
     shows its bytes as ``\\xe9``. Stored text (catalog, report) and printed text must be valid UTF-8, while

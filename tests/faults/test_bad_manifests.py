@@ -258,3 +258,31 @@ def test_a_cluster_timeout_that_is_not_finite_is_refused(tmp_path, value):
     text = f"name: n\noutput: out\nmodel: {{weights: random}}\ncluster: {{start_timeout: {value}}}\njobs:\n" + JOB
     with pytest.raises(ManifestError, match=r"m.yaml:4: cluster.start_timeout: must be a finite number"):
         parse_manifest(_write(tmp_path, text))
+
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize("line, key, expected", [
+    ('output: "out\\0x"', "output", "holds a NUL byte"),
+    (f"output: out/{LONG}", "output", "has 300 bytes, over the file system's 255"),
+    ('model: {weights: "w\\0.pt"}', "model.weights", "holds a NUL byte"),
+    ('INPUT"in/a\\0b.png"', "jobs[0].inputs", "holds a NUL byte"),
+    (f"INPUTin/{LONG}.png", "jobs[0].inputs", "has 304 bytes, over the file system's 255"),
+    (f"INPUTin/{LONG}/", "jobs[0].inputs", "has 300 bytes"),
+])
+def test_a_nul_byte_or_an_over_long_name_in_a_path_is_a_file_line_error(tmp_path, line, key, expected):
+    """The OS's `embedded null byte` / `[Errno 36] File name too long` named no line (or crashed validation)."""
+    inputs = str(DATA / "textures" / "pebbles.jpg")
+    if line.startswith("INPUT"):
+        inputs, line = line[len("INPUT"):], ""
+    header = {"output": "output: out", "model": "model: {weights: random}"}
+    for name in header:
+        if line.startswith(name):
+            header[name] = line
+    text = (f"name: n\n{header['output']}\n{header['model']}\njobs:\n"
+            f"  - {{name: a, kind: texture, inputs: {inputs}, params: {{size: 64}}}}\n")
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(_write(tmp_path, text))
+    lines = {"output": 2, "model.weights": 3, "jobs[0].inputs": 5}
+    assert f"m.yaml:{lines[key]}: {key}: " in str(info.value) and expected in str(info.value), str(info.value)
