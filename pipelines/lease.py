@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timezone
 from typing import Optional
 
-from .storage import Storage, join
+from .storage import Storage, StorageError, join
 
 LEASE_NAME = "_lease.json"
 LEASE_RENEW = 30.0  # seconds between heartbeats
@@ -65,7 +65,14 @@ class OutputLease:
     def acquire(self, force: bool = False) -> None:
         folder = None if self.uri.startswith("s3://") else os.path.dirname(self.uri.removeprefix("file://"))
         self._created = folder if folder and not os.path.exists(folder) else None  # removed again if left empty
-        if not self.storage.write_new(self.uri, self._body()):
+        try:
+            created = self.storage.write_new(self.uri, self._body())
+        except StorageError as exc:  # the run's first write: read-only credentials fail here, before any render
+            denied = "AccessDenied" in str(exc) or "Forbidden" in str(exc)
+            raise StorageError(f"{exc}" + ("; these credentials may not write under the output: use ones that may "
+                                           "(s3:PutObject, s3:DeleteObject), or choose another output" if denied
+                                           else "")) from exc
+        if not created:
             held = self.holder()
             if held and not force and not self.stale(held) and not (held.get("host") == self.host
                                                                    and held.get("pid") == self.pid):

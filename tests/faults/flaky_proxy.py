@@ -7,13 +7,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
+ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                 b"<Message>Access Denied</Message></Error>")
 SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
              b"<Message>Please reduce your request rate.</Message></Error>")
 
 
 class FlakyProxy:
     """``mode``: 'ok'; 'throttle' (every other request gets 503 SlowDown); 'drop' (every other
-    connection is closed without an answer); 'down:<text>' (requests whose path has <text> get 503)."""
+    connection is closed without an answer); 'down:<text>' (requests whose path has <text> get 503);
+    'readonly' (credentials that may read but not write: every PUT, POST and DELETE gets 403 AccessDenied)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = urlparse(upstream)
@@ -32,18 +35,19 @@ class FlakyProxy:
 
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                fault = proxy._fault(self.path)
+                fault = proxy._fault(self.path, self.command)
                 proxy.log.append((self.command, self.path))
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.close()
                     return
-                if fault == "503":
-                    self.send_response(503)
+                if fault in ("503", "403"):
+                    body = SLOW_DOWN if fault == "503" else ACCESS_DENIED
+                    self.send_response(int(fault))
                     self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(SLOW_DOWN)))
+                    self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(SLOW_DOWN)
+                    self.wfile.write(body)
                     return
                 upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
                 headers = {k: v for k, v in self.headers.items()}
@@ -67,7 +71,7 @@ class FlakyProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def _fault(self, path: str) -> str | None:
+    def _fault(self, path: str, method: str = "GET") -> str | None:
         with self._lock:
             self.requests += 1
             mode, count = self.mode, self.requests
@@ -78,6 +82,8 @@ class FlakyProxy:
                 fault = "drop"
             elif mode.startswith("down:") and mode[5:] in path:
                 fault = "503"
+            elif mode == "readonly" and method in ("PUT", "POST", "DELETE"):
+                fault = "403"
             if fault:
                 self.faults += 1
             return fault

@@ -173,3 +173,22 @@ def test_workers_that_cannot_restart_fail_the_remaining_tasks_clearly(tmp_path, 
         summary = run_manifest(manifest, stream=None)
     assert killed and summary.exit_code == 1 and len(summary.failed) == 2
     assert all("could not be restarted" in r["error"] for r in summary.failed)
+
+
+def test_credentials_that_read_but_cannot_write_stop_the_run_before_any_render(tmp_path, ray_cluster, s3_endpoint,
+                                                                                bucket, capsys):
+    """Every task used to render and then the run failed on the catalog with no summary: the output's
+    lease is the run's first write, so a read-only key fails there, naming the output and the denial."""
+    from pipelines.cli import main
+
+    name, client = bucket
+    _upload(client, name)
+    with FlakyProxy(s3_endpoint) as proxy:
+        path = _s3_manifest(tmp_path, name, proxy.url, attempts=2)
+        proxy.mode = "readonly"
+        code = main(["run", path])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"s3://{name}/out" in err and "AccessDenied" in err and "may not write under the output" in err, err
+    assert not [p for method, p in proxy.log if method == "GET" and "/in/" in p], "an input was read: a task ran"
+    assert "Traceback" not in err
