@@ -4,6 +4,7 @@ default, help, choices, range and, where it departs from it, the paper's value (
 Manifests and the CLI use these field names."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -100,11 +101,11 @@ def parse_size(size: Size, aspect_from: Optional[tuple[int, int]] = None) -> tup
             ah, aw = aspect_from
             scale = size / max(ah, aw)
             h, w = max(1, round(ah * scale)), max(1, round(aw * scale))
-    elif isinstance(size, str) and "x" in size.lower():
-        w_text, h_text = size.lower().split("x", 1)
-        w, h = int(w_text), int(h_text)
-    elif isinstance(size, (list, tuple)) and len(size) == 2:
-        w, h = int(size[0]), int(size[1])
+    elif isinstance(size, str) and re.fullmatch(r"\s*\d+\s*[xX]\s*\d+\s*", size):
+        w, h = (int(part) for part in size.lower().split("x", 1))
+    elif (isinstance(size, (list, tuple)) and len(size) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        w, h = size
     elif isinstance(size, str) and size.isdigit():
         return parse_size(int(size), aspect_from)
     else:

@@ -184,8 +184,12 @@ def test_an_output_that_would_land_elsewhere_is_refused(tmp_path, output, messag
     ("  - {name: a, kind: generate, generator: {job: b}}\n  - {name: b, kind: generate, generator: {job: a}}\n",
      "m.yaml:5: jobs[0].generator.job: job 'b' is a generate job that takes generators itself (the jobs would wait "
      "on each other)"),
+    ("  - {name: a, kind: texture, inputs: IMG, params: {size: 64x}}\n",
+     "m.yaml:5: jobs[0].params.size: size must be N, 'WxH' or [W, H], not '64x'"),
+    ("  - {name: a, kind: texture, inputs: IMG, params: {size: [64, 1.5]}}\n",
+     "m.yaml:5: jobs[0].params.size: size must be N, 'WxH' or [W, H], not [64, 1.5]"),
 ], ids=["preset-list", "no-layers", "layer-weights", "style-layer-weights", "name-newline", "http-input",
-        "self-generator", "generator-cycle"])
+        "self-generator", "generator-cycle", "size-64x", "size-float"])
 def test_values_that_used_to_be_accepted_or_crash_are_refused_with_file_and_line(tmp_path, job, expected):
     """Each was a traceback (preset list), a failure deep inside the task (layers, weights), a name with a
     newline taken as valid, a misleading "nothing exists" (http) or "no job named" (cycles)."""
