@@ -143,7 +143,12 @@ class ActorPool:
             self.idle_since[index] = self.clock()
 
     def probe_answered(self, index: int, info: Any) -> None:
-        """The actor is up (first start or a restart) and takes calls again."""
+        """The actor is up (first start or a restart) and takes calls again; or it says why it cannot
+        render (its constructor met an error of the user's making: see worker.UNDERSTOOD)."""
+        if isinstance(info, dict) and info.get("start_error"):
+            self.state[index] = LOST
+            self.init_errors.append(info["start_error"])
+            return
         self.state[index] = READY
         self.ever_ready = True
         self.node[index] = info.get("node") if isinstance(info, dict) else None

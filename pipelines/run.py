@@ -459,7 +459,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
                     continue
                 if not batch:
                     pool.probe_answered(index, answer)
-                    if stream:
+                    if stream and pool.state[index] == READY:
                         stream.write(f"\n[texfarm] worker {index + 1} ready on {answer['device']}"
                                      f"{' (node ' + answer['node'][:8] + ')' if answer.get('node') else ''}: "
                                      f"{pool.count(READY)} of {pool.live()} up\n")

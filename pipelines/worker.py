@@ -7,13 +7,27 @@ from __future__ import annotations
 from typing import Any
 
 
+# Errors of the user's making that every actor would hit alike (weights that cannot be loaded, offline
+# ImageNet weights, a staged file that is missing): answered by the probe as one line, because a raising
+# constructor makes Ray print each actor's whole traceback (about 90 lines each) before texfarm's message.
+UNDERSTOOD = ("WeightsUnavailable", "StorageError")
+
+
 class RenderWorker:
     def __init__(self, **settings: Any) -> None:
         from .renderer import Renderer  # torch loads here, in the actor
 
-        self.renderer = Renderer(**settings)
+        self.start_error: str | None = None
+        try:
+            self.renderer = Renderer(**settings)
+        except Exception as exc:
+            if type(exc).__name__ not in UNDERSTOOD:
+                raise
+            self.start_error = f"{type(exc).__name__}: {exc}"
 
     def ready(self) -> dict[str, Any]:
+        if self.start_error:
+            return {"start_error": self.start_error}
         return self.renderer.ready()
 
     def render_batch(self, specs: list[dict[str, Any]], attempt: int = 1) -> list[dict[str, Any]]:

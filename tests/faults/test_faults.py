@@ -152,6 +152,21 @@ def test_weights_that_cannot_load_stop_the_run_before_any_task(tmp_path, ray_clu
     assert not (tmp_path / "out" / "pebbles").exists()
 
 
+def test_weights_that_cannot_load_give_one_line_not_every_actors_traceback(tmp_path):
+    """A constructor that raised made Ray print each actor's traceback (~90 lines each, e.g. offline
+    without `model:`) before texfarm's one line; the actor now answers its probe with the reason."""
+    bad = tmp_path / "vgg19.pth"
+    bad.write_bytes(b"this is not a state dict")
+    path = _local_manifest(tmp_path)
+    path.write_text(path.read_text().replace("model: {weights: random}", f"model: {{weights: {bad}}}"))
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(path)], cwd=repo, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "error: the render workers could not start: WeightsUnavailable: cannot read weights file" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
+
+
 def test_workers_that_cannot_restart_fail_the_remaining_tasks_clearly(tmp_path, ray_cluster):
     import torch
 
