@@ -129,6 +129,7 @@ class _Validator:
         self.task_count = 0
         self.job_kinds: dict[str, Any] = {}  # every job's kind by name (a generator reference may point ahead)
         self.notes: list[str] = []
+        self.s3_unchecked = False  # the S3 endpoint cannot be reached: s3:// inputs are not looked up
 
     def line(self, path: tuple) -> int:
         while path and path not in self.lines:
@@ -259,6 +260,8 @@ def _expand_inputs(v: _Validator, storage: Optional[Storage], value: Any, path: 
             continue
         if path_problem(pattern):  # before resolving: the OS's own error names no line
             v.add(item_path, path_problem(pattern))
+            continue
+        if v.s3_unchecked and is_s3(v.resolve(pattern)):
             continue
         try:
             found = storage.expand(v.resolve(pattern))
@@ -641,10 +644,13 @@ def parse_manifest(path: str, storage: Optional[Storage] = None) -> Manifest:
         problem = storage.writable_problem(output)
         if problem:
             v.add(("output",), problem if storage.unreachable else problem + "; choose another output or fix its permissions")
-        if storage.unreachable:  # every input check would wait on the same dead endpoint: report it once
-            raise ManifestError(filename, v.problems)
+        if storage.unreachable:  # every S3 check would wait on the same dead endpoint: report it once, and
+            # check the rest (jobs, params, local inputs), so one `validate` still shows every other problem
+            v.s3_unchecked = True
+            v.problems[-1] = Problem(v.problems[-1].line, v.problems[-1].key, v.problems[-1].message +
+                                     " (s3:// inputs are not checked until the endpoint answers)")
     weights = model["weights"]
-    if storage is not None and weights not in ("imagenet", "random"):
+    if storage is not None and weights not in ("imagenet", "random") and not (v.s3_unchecked and is_s3(weights)):
         try:
             missing = "" if storage.exists(weights) else "does not exist"
         except StorageError as exc:

@@ -44,11 +44,16 @@ def test_an_unreachable_endpoint_is_one_clear_line(tmp_path, capsys):
     path = tmp_path / "m.yaml"
     inputs = ", ".join(f"s3://b/in/{i}.jpg" for i in range(5))
     path.write_text(f"name: n\noutput: s3://b/out\nstorage: {{endpoint_url: 'http://127.0.0.1:{port}'}}\n"
-                    f"model: {{weights: random}}\njobs:\n  - {{name: a, kind: texture, inputs: [{inputs}]}}\n")
+                    f"model: {{weights: random}}\njobs:\n  - {{name: a, kind: texture, inputs: [{inputs}]}}\n"
+                    f"  - {{name: b, kind: texture, inputs: [{inputs}], seeds: -1}}\n"
+                    f"  - {{name: c, kind: texture, inputs: {tmp_path}/nothing-here.png}}\n")
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"cannot reach the storage endpoint http://127.0.0.1:{port}" in err
     assert err.count("127.0.0.1") == 1 and "Traceback" not in err  # said once, not once per input
+    # The rest of the manifest is still checked: the jobs' own problems and local inputs come with it.
+    assert "s3:// inputs are not checked until the endpoint answers" in err
+    assert "m.yaml:7: jobs[1].seeds: must be a count" in err and "m.yaml:8: jobs[2].inputs:" in err, err
 
 
 def test_keys_and_paths_with_url_characters_are_taken_literally(bucket, s3_endpoint, tmp_path):
