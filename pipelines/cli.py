@@ -363,6 +363,7 @@ def _submit(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         jobs.check_submittable(manifest, Path(args.manifest), working_dir)
+        jobs.check_upload_size(working_dir)
         client = jobs.job_client(args.address)
     except jobs.SubmitError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """`texfarm submit / status / logs / stop`: a manifest run as a Ray Job on a cluster's head.
 
-What travels: the manifest's folder as the job's working_dir (local inputs of any image type included),
+What travels: the current folder (which must hold the manifest) as the job's working_dir (local inputs of
+any image type included),
 texfarm's own code as py_modules (so the cluster runs the client's version; torch, Ray and boto3 come
 from the cluster's image), and the storage endpoint and region settings of this shell. Credentials
 never travel: the nodes use their own credential chain (instance profile)."""
@@ -87,6 +88,35 @@ def check_submittable(manifest, manifest_path: Path, working_dir: Path) -> None:
                     raise SubmitError(f"{manifest_path}: job {task.job}: input {uri} is outside {root}, the folder "
                                       "uploaded with the job: move it inside, upload it to s3://, or submit from a "
                                       "folder that contains it")
+
+
+def check_upload_size(working_dir: Path) -> None:
+    """Refuse, before uploading, a working_dir over Ray's package limit (Ray refuses it only after zipping
+    and sending it, with a traceback); the biggest entries are named. The files counted are the ones Ray
+    would pack: EXCLUDES, .gitignore and .rayignore applied by Ray's own walk."""
+    try:
+        from ray._private import ray_constants
+        from ray._private.runtime_env import packaging
+    except ImportError:  # a Ray without these helpers: its own check stands
+        return
+    limit = packaging.GCS_STORAGE_MAX_SIZE
+    root = working_dir.resolve()
+    sizes: dict[str, int] = {}
+
+    def count(path: Path) -> None:
+        if path.is_file() and not path.is_symlink():
+            top = path.relative_to(root).parts[0]
+            sizes[top] = sizes.get(top, 0) + path.stat().st_size
+
+    include_gitignore = os.environ.get(ray_constants.RAY_RUNTIME_ENV_IGNORE_GITIGNORE, "0") != "1"
+    packaging._dir_travel(root, [packaging._get_excludes(root, EXCLUDES)], count, include_gitignore=include_gitignore)
+    total = sum(sizes.values())
+    if total >= limit:
+        biggest = ", ".join(f"{name} ({size / 2**20:.0f} MiB)" for name, size in
+                            sorted(sizes.items(), key=lambda item: -item[1])[:5])
+        raise SubmitError(f"{root} holds {total / 2**20:.0f} MiB to upload with the job, over Ray's limit of "
+                          f"{limit / 2**20:.0f} MiB; the biggest: {biggest}. Put large inputs in s3:// (or list "
+                          "them in .rayignore) and submit again")
 
 
 def runtime_env(working_dir: Path) -> dict:

@@ -156,6 +156,27 @@ def test_submit_refuses_what_would_break_on_the_cluster(tmp_path, monkeypatch, c
     assert not (tmp_path / "local-out").exists()
 
 
+def test_a_folder_over_rays_upload_limit_is_refused_before_uploading(tmp_path, monkeypatch, capsys, s3_endpoint,
+                                                                      bucket):
+    """Ray refused it only after zipping and sending it, with a traceback. A sparse file stands in for
+    a folder of photos: Ray's limit counts bytes, the test's disk holds none of them."""
+    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
+
+    name, _ = bucket
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    root = _project(tmp_path / "p", f"s3://{name}/runs").parent
+    with open(root / "images" / "scans.tar", "wb") as big:
+        big.truncate(GCS_STORAGE_MAX_SIZE + 2**20)
+    monkeypatch.chdir(root)
+    assert main(["submit", "run.yaml", "--address", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "over Ray's limit" in err and "the biggest: images (" in err and ".rayignore" in err, err
+    (root / ".rayignore").write_text("images/scans.tar\n")  # what Ray would not pack is not counted
+    assert main(["submit", "run.yaml", "--address", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "over Ray's limit" not in err and "cannot reach the Ray job server at http://127.0.0.1:9" in err, err
+
+
 def test_token_auth_is_sent_when_the_user_has_a_token(tmp_path, monkeypatch, capsys):
     token = "texfarm-test-token-0123456789abcdef"
     url, head, temp = _start_head({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
