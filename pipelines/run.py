@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -64,32 +65,54 @@ def duration(seconds: Optional[float]) -> str:
 
 
 class Progress:
-    """One status line: done / running / failed / ETA (rewritten in place on a terminal)."""
+    """One status line: done / running / failed / ETA. On a terminal it is rewritten in place and fitted
+    to the terminal's width; in a log file a line is written when the counts changed, at most once per
+    ``LOG_INTERVAL`` seconds (100k tasks must not make 100k lines), and always at the end. A stopped run's
+    last line says so instead of an ETA."""
 
-    def __init__(self, total: int, stream: Optional[TextIO]) -> None:
-        self.total, self.stream = total, stream
-        self.start = time.monotonic()
+    LOG_INTERVAL = 10.0  # seconds between log-file lines (tqdm's convention for files: throttle by time)
+
+    def __init__(self, total: int, stream: Optional[TextIO], clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.stream, self.clock = total, stream, clock
+        self.start = clock()
         self.done = self.failed = self.running = 0
         self.workers: tuple[int, int, int] = (0, 0, 0)  # actors ready, starting, released so far
         self.tty = bool(stream and stream.isatty())
         self.last_counts: tuple = ()
+        self.last_line = float("-inf")
 
-    def show(self, final: bool = False) -> None:
+    def show(self, final: bool = False, stopped: bool = False) -> None:
         counts = (self.done, self.failed, self.running, self.workers)
-        if not self.stream or (not self.tty and not final and counts == self.last_counts):
-            return  # in a log file, one line per change
-        self.last_counts = counts
+        if not self.stream or (not final and counts == self.last_counts):
+            return
+        if not self.tty and not final and self.clock() - self.last_line < self.LOG_INTERVAL:
+            return  # counts stay unshown until the interval is up (the next change or the end shows them)
+        self.last_counts, self.last_line = counts, self.clock()
         finished = self.done + self.failed
-        elapsed = time.monotonic() - self.start
+        elapsed = self.clock() - self.start
         eta = elapsed / finished * (self.total - finished) if finished else None
         rate = f"{finished / elapsed * 3600:.0f} tasks/h" if finished and elapsed > 0 else "- tasks/h"
-        line = (f"[texfarm] {finished}/{self.total} finished: {self.done} done, {self.failed} failed, "
-                f"{self.running} running; {rate}, elapsed {duration(elapsed)}, ETA {duration(eta)}; "
-                f"workers: {self.workers[0]} ready, {self.workers[1]} starting, {self.workers[2]} released")
-        end = "\n" if final or not self.tty else ""
-        if not self.tty:  # a log file: each line says when
-            line = time.strftime("%Y-%m-%dT%H:%M:%S%z ") + line
-        self.stream.write(("\r" if self.tty else "") + line + end)
+        timing = {"rate": rate, "elapsed": f"elapsed {duration(elapsed)}",
+                  "eta": "stopped" if stopped else f"ETA {duration(eta)}"}
+        workers = f"workers: {self.workers[0]} ready, {self.workers[1]} starting, {self.workers[2]} released"
+
+        def line() -> str:
+            return "; ".join(part for part in (f"[texfarm] {finished}/{self.total} finished: {self.done} done, "
+                                               f"{self.failed} failed, {self.running} running",
+                                               ", ".join(timing.values()), workers) if part)
+
+        if self.tty:  # fit the terminal: drop the least telling parts, then cut (a wrapped \r line stacks up)
+            width = max(20, shutil.get_terminal_size().columns - 1)
+            for drop in ("workers", "rate", "elapsed"):
+                if len(line()) <= width:
+                    break
+                if drop == "workers":
+                    workers = ""
+                else:
+                    del timing[drop]
+            self.stream.write("\r" + line()[:width] + "\x1b[K" + ("\n" if final else ""))  # \x1b[K: clear the old tail
+        else:  # a log file: each line says when
+            self.stream.write(time.strftime("%Y-%m-%dT%H:%M:%S%z ") + line() + "\n")
         self.stream.flush()
 
 
@@ -479,7 +502,7 @@ def _execute(manifest: Manifest, todo: list[TaskSpec], done_before: set[str], ad
     summary.execute_seconds = time.perf_counter() - started - summary.startup_seconds
     summary.node_losses = sum(lost_nodes.values())
     progress.running = 0
-    progress.show(final=True)
+    progress.show(final=True, stopped=summary.interrupted)
     pool.kill_all()
     return results
 

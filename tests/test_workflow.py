@@ -172,6 +172,44 @@ def test_progress_says_rate_elapsed_and_an_eta_past_a_day():
     assert "1 tasks/h" in line and "elapsed 01:00:00" in line and "ETA 416d 15:00:00" in line, line
 
 
+def test_progress_fits_the_terminal_throttles_log_lines_and_gives_no_eta_once_stopped(monkeypatch):
+    """The \\r line wrapped in an 80-column terminal (stacking up), a log file got one line per change
+    (100k lines for 100k tasks), and the last line after Ctrl-C still gave an ETA."""
+    import io
+    import os
+    import shutil
+
+    from pipelines.run import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    now = [0.0]
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a, **k: os.terminal_size((80, 24)))
+    screen = Terminal()
+    progress = Progress(100_000, screen, clock=lambda: now[0])
+    progress.workers = (12, 3, 40)
+    for done in range(1, 50):
+        now[0] += 0.5
+        progress.done, progress.running = done, 12
+        progress.show()
+    lines = screen.getvalue().split("\r")[1:]
+    assert len(lines) == 49 and all(len(line.removesuffix("\x1b[K")) <= 79 for line in lines), max(map(len, lines))
+    assert "ETA" in lines[-1] and "49/100000 finished" in lines[-1]
+
+    log = io.StringIO()
+    progress = Progress(100_000, log, clock=lambda: now[0])
+    for done in range(1, 1001):  # a task every 0.1 s for 100 s
+        now[0] += 0.1
+        progress.done = done
+        progress.show()
+    progress.show(final=True, stopped=True)
+    lines = log.getvalue().splitlines()
+    assert 10 <= len(lines) <= 12, len(lines)  # one per LOG_INTERVAL (10 s), and the last
+    assert "1000/100000 finished" in lines[-1] and "stopped" in lines[-1] and "ETA" not in lines[-1], lines[-1]
+
+
 def test_a_job_that_differs_only_by_name_is_its_own_work(tmp_path, ray_cluster):
     """Two jobs with one definition are two folders of outputs and two catalog rows each; a job added
     later with the same definition as a finished one is rendered, not taken as done."""
