@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .redact import redact
+from .words import counted
 from .storage import Storage, StorageConfig, StorageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -113,10 +115,31 @@ def _add_kind_parser(kinds, kind) -> None:
                                 help=text.replace("%", "%%"))
 
 
+def _plain(text: str) -> str:
+    """Help text without reStructuredText: ``x`` -> x, `x` -> 'x' (docstrings and kind help are RST)."""
+    return re.sub(r"`([^`]+)`", r"'\1'", text.replace("``", ""))
+
+
+class _PlainFormatter(argparse.HelpFormatter):
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(_plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return _plain(super()._expand_help(action))
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command's parser: plain help text (subparsers are made with their parent's class)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _PlainFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
     from tasks.registry import KINDS
 
-    parser = argparse.ArgumentParser(prog="texfarm", description=__doc__)
+    parser = _Parser(prog="texfarm", description=__doc__)
     parser.add_argument("--version", action="version", version=f"texfarm {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -278,7 +301,7 @@ def _load(path: str):
     try:
         return parse_manifest(path)
     except ManifestError as exc:
-        print(redact(f"error: {len(exc.problems)} problem(s) in the manifest:\n{exc}"), file=sys.stderr)
+        print(redact(f"error: {counted(len(exc.problems), 'problem')} in the manifest:\n{exc}"), file=sys.stderr)
         return None
 
 
@@ -305,8 +328,9 @@ def _validate(args: argparse.Namespace) -> int:
     kinds = {task.job: task.kind for task in manifest.tasks}  # one pass, not one scan per job
     counts = {job: n for job, n in manifest.job_counts().items() if not args.only or job in args.only}
     for job, count in counts.items():
-        print(f"  {job:24} {kinds[job]:10} {count:6} tasks")
-    print(f"  {'total':35} {sum(counts.values()):6} tasks")
+        print(f"  {job:24} {kinds[job]:10} {count:6} {'task' if count == 1 else 'tasks'}")
+    total = sum(counts.values())
+    print(f"  {'total':35} {total:6} {'task' if total == 1 else 'tasks'}")
     return EXIT_OK
 
 
@@ -339,11 +363,13 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the renders are safe in storage; a report problem must not fail the run
         print(f"warning: could not write the report: {exc}", file=sys.stderr)
     if summary.failed:
-        print(f"{len(summary.failed)} task(s) failed:", file=sys.stderr)
+        print(f"{counted(len(summary.failed), 'task')} failed:", file=sys.stderr)
         for record in summary.failed:
             print(f"  {record['job']}/{record['task_id']}: {record['error']}", file=sys.stderr)
     if summary.failed_before:
-        print(f"{len(summary.failed_before)} task(s) failed in an earlier run and were not run again: "
+        before = len(summary.failed_before)
+        print(f"{counted(before, 'task')} failed in an earlier run for a reason of {'its' if before == 1 else 'their'} "
+              f"own (a bad input, divergence, ...) and {'was' if before == 1 else 'were'} not run again: "
               f"`texfarm failures {manifest.output}` lists them; `texfarm run --retry-failed {args.manifest}` "
               "runs them again", file=sys.stderr)
     return summary.exit_code
@@ -451,7 +477,7 @@ def _export(args: argparse.Namespace) -> int:
 
     shards = export(Storage(StorageConfig(endpoint_url=args.endpoint_url)), args.output.rstrip("/"),
                     args.dest.rstrip("/"), args.format, args.shard_size, args.overwrite)
-    print(f"{len(shards)} {args.format} shard(s) under {args.dest.rstrip('/')}/")
+    print(f"{counted(len(shards), args.format + ' shard')} under {args.dest.rstrip('/')}/")
     return EXIT_OK
 
 

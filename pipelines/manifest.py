@@ -23,6 +23,7 @@ from tasks.registry import KINDS
 
 from .storage import (IMAGE_SUFFIXES, Storage, StorageConfig, StorageError, has_glob, is_s3, join, path_problem,
                       read_regular_file)
+from .words import counted
 from .yamlmarks import YamlError, load_with_lines
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -275,7 +276,7 @@ def _expand_inputs(v: _Validator, storage: Optional[Storage], value: Any, path: 
         if v.output:  # the run's own outputs (renders, records, the report) are never its inputs
             kept = [uri for uri in found if not _own_output(uri, v.output)]
             if len(kept) < len(found):
-                v.notes.append(f"{v.filename}:{v.line(item_path)}: {len(found) - len(kept)} file(s) under {pattern!r} "
+                v.notes.append(f"{v.filename}:{v.line(item_path)}: {counted(len(found) - len(kept), 'file')} under {pattern!r} "
                                "are this run's own outputs (renders, records, the report) and are not inputs")
             found = kept
         if is_relative(pattern):
@@ -301,7 +302,7 @@ def _empty_hint(storage: Storage, uri: str) -> str:
     except StorageError:
         present = []
     if present:
-        return (f"it is a folder of {len(present)} file(s) but none is an image "
+        return (f"it is a folder of {counted(len(present), 'file')} but none is an image "
                 f"({', '.join(sorted(set(IMAGE_SUFFIXES)))})")
     if local_dir:
         return "it is an empty folder"

@@ -22,6 +22,7 @@ from tasks.imagefile import DEFAULT_MAX_PIXELS, decode_rgb
 
 from . import catalog, records
 from .storage import Storage, StorageError, join, readable
+from .words import counted
 
 REPORT = "_report"  # "_": Ray Data and pyarrow skip it, so reading the output root finds only renders
 THUMB = 160  # px, long side
@@ -72,6 +73,9 @@ def _thumbnail(data: bytes, tile: bool, name: str = "image", outline: Optional[l
                 tiled.paste(image, (x, y))
         image = tiled
     image.thumbnail((THUMB, THUMB))
+    factor = THUMB // max(image.size)
+    if factor >= 2:  # a tiny render (a 32 px test, a 64 px tile) shown at card size, its pixels kept sharp
+        image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
     return image
 
 
@@ -154,7 +158,8 @@ def _card(row: dict, entry: dict, varying: list[str], root: str, id_attr: str = 
     """One task; ``root`` leads from the page to the report folder. Preview cards on the index carry
     ``data-preview-id`` so that every task has exactly one ``data-task-id`` in the whole report."""
     params = json.loads(row["params"] or "{}")
-    label = " · ".join([f"seed {row['seed']}", *(f"{k}={_short(params.get(k))}" for k in varying)])
+    label = " · ".join([f"seed {row['seed']}", *(_input_names(row) if k == INPUTS else f"{k}={_short(params.get(k))}"
+                                                  for k in varying)])
     title = html.escape(json.dumps(params, sort_keys=True))
     task = html.escape(row["task_id"])
     if row["status"] != "done":
@@ -165,7 +170,7 @@ def _card(row: dict, entry: dict, varying: list[str], root: str, id_attr: str = 
     secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
     quality = row.get("quality")
     if quality is not None:  # tasks/quality.py: 0 like the exemplar, 1 like noise; above 1 worse than noise
-        secs += f' · <span class="quality" title="distance to the exemplar; 1 = colour-matched noise">q {quality:.2f}</span>'
+        secs += f' · <span class="quality" title="distance to the exemplar (lower is better); 1 = colour-matched noise">distance {quality:.2f}</span>'
     if row.get("colour_coverage") is not None:
         secs += f' · <span title="share of the exemplar\'s colours in the render">colours {row["colour_coverage"]:.0%}</span>'
     poor = " poor" if _poor(row) else ""
@@ -182,11 +187,22 @@ def _file_name(row: dict) -> str:
     return (row.get("output_uri") or f"{row['task_id']}.png").rsplit("/", 1)[-1]
 
 
+INPUTS = " inputs"  # a pseudo-key of _varying: the tasks of a job differ by their input files
+
+
 def _varying(rows: list[dict]) -> list[str]:
-    """Parameters whose values differ between the tasks of a job (the sweep axes)."""
+    """Parameters whose values differ between the tasks of a job (the sweep axes); INPUTS first when the
+    tasks differ by their inputs too (a sweep over several exemplars must say which card is which)."""
     params = [json.loads(r["params"] or "{}") for r in rows]
     keys = sorted({key for p in params for key in p})
-    return [key for key in keys if len({json.dumps(p.get(key), sort_keys=True) for p in params}) > 1]
+    inputs = [INPUTS] if len({r["inputs"] for r in rows}) > 1 else []
+    return inputs + [key for key in keys if len({json.dumps(p.get(key), sort_keys=True) for p in params}) > 1]
+
+
+def _input_names(row: dict) -> str:
+    """The file names of a task's inputs, shortened: `pebbles.jpg`, `content.jpg + starry.jpg`."""
+    uris = [uri for role in json.loads(row["inputs"] or "{}").values() for uri in role]
+    return " + ".join(_short(readable(uri.rsplit("/", 1)[-1])) for uri in uris[:3]) + (" + ..." if len(uris) > 3 else "")
 
 
 def _page_path(job: str, number: int) -> str:
@@ -200,11 +216,13 @@ def _job_summary(job: str, rows: list[dict], pages: int, root: str) -> str:
     median_s = f"{statistics.median(secs):.2f}" if secs else "-"
     median_loss = f"{statistics.median(losses):.4g}" if losses else "-"
     scores = [r["quality"] for r in done if r.get("quality") is not None]
-    quality = (f"{statistics.median(scores):.2f} ({sum(map(_poor, done))} poor)" if scores else "-")
+    quality = (f"{statistics.median(scores):.2f} ({sum(map(_poor, done))} flagged)" if scores else "-")
     name = html.escape(job)
     links = " ".join(f'<a href="{root}{_page_path(name, n)}">{n}</a>' for n in range(1, pages + 1))
     return ('<table class="summary"><tr><th>kind</th><th>done</th><th>failed</th><th>median seconds</th>'
-            "<th>median loss</th><th>median quality</th><th>contact sheet</th><th>pages</th></tr>"
+            '<th>median loss</th><th title="tasks/quality.py: 0 = like the exemplar, 1 = like colour-matched noise; '
+            'above 1, or few of its colours: flagged">median distance to exemplar (lower is better)</th>'
+            "<th>contact sheet</th><th>pages</th></tr>"
             f"<tr><td>{html.escape(rows[0]['kind'])}</td><td>{len(done)}</td><td>{len(rows) - len(done)}</td>"
             f'<td>{median_s}</td><td>{median_loss}</td><td>{quality}</td><td><a href="{root}{name}.png">{name}.png</a></td>'
             f'<td class="pages">{links}</td></tr></table>')
@@ -400,7 +418,7 @@ def build_report(storage: Storage, output: str, name: Optional[str] = None,
             page = PAGE.format(title=title, thumb=THUMB, intro="Click a thumbnail for the full image; hover for "
                                "its parameters.", sections=_job_page(job, job_rows, number, state, varying))
             put(_page_path(job, number), page.encode())
-    intro = (f"{len(rows)} tasks in {len(jobs)} jobs: {done} done, {len(rows) - done} failed. Each job shows its "
+    intro = (f"{counted(len(rows), 'task')} in {counted(len(jobs), 'job')}: {done} done, {len(rows) - done} failed. Each job shows its "
              f"first {PREVIEW} tasks here; its pages show all of them, {PAGE_CARDS} a page.")
     put("index.html", PAGE.format(title=title, thumb=THUMB, intro=intro, sections="\n".join(sections)).encode())
     if state.dumps() != state.loaded:

@@ -21,6 +21,7 @@ from .actors import READY, RELEASED, STARTING, ActorPool, Death, WorkerStartErro
 from .lease import OutputLease
 from .elastic import DEFAULT_IDLE_TIMEOUT, Capacity, ClusterCapacity, PoolSize, actors_wanted, fitting
 from .storage import Storage, StorageConfig, join
+from .words import counted
 from .worker import RenderWorker
 
 DEFAULT_MAX_RETRIES = 2  # re-queues after an actor died mid-task (so 3 attempts in all)
@@ -218,12 +219,8 @@ def run_manifest(
     summary = RunSummary(total=len(selected), skipped=len(selected) - len(todo) - len(own_failures),
                          failed_before=list(own_failures.values()))
     if stream:
-        stream.write(f"[texfarm] {manifest.name}: {summary.total} tasks, {summary.skipped} already done, "
+        stream.write(f"[texfarm] {manifest.name}: {counted(summary.total, 'task')}, {summary.skipped} already done, "
                      f"{len(todo)} to run\n")
-        if own_failures:
-            stream.write(f"[texfarm] {len(own_failures)} task(s) failed before for a reason of their own (a bad "
-                         f"input, divergence, ...) and are not run again: `texfarm failures {manifest.output}` "
-                         "lists them, `texfarm run --retry-failed` runs them again\n")
     new_records: dict[str, dict] = {}
     lease = OutputLease(storage, manifest.output, manifest.name)
     lease.acquire(force)  # one run at a time per output (LeaseHeld otherwise: nothing started)

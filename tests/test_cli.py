@@ -146,7 +146,7 @@ def test_an_input_folder_without_images_says_so(tmp_path, capsys):
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "m.yaml:5: jobs[0].inputs: 'empty/' matches no input (it is an empty folder)" in err
-    assert "m.yaml:6: jobs[1].inputs: 'notes' matches no input (it is a folder of 1 file(s) but none is an image" in err
+    assert "m.yaml:6: jobs[1].inputs: 'notes' matches no input (it is a folder of 1 file but none is an image" in err
 
 
 def test_render_prints_progress_and_saves_intermediate_images(tmp_path, capsys):

@@ -257,3 +257,36 @@ def test_a_blank_or_noisy_render_is_flagged_poor():
     assert _poor({"quality": 0.66, "colour_coverage": 0.14})  # the blank dots render, measured
     assert not _poor({"quality": 0.08, "colour_coverage": 1.0})  # the balanced MRF's dots, measured
     assert not _poor({"quality": None, "colour_coverage": None})  # kinds without an exemplar
+
+
+def test_cards_name_their_exemplar_tiny_renders_are_scaled_up_and_the_score_reads_as_a_distance(tmp_path):
+    """A sweep over two exemplars gave cards with no exemplar label; a 16 px render was a 16 px thumbnail;
+    "median quality 0.14 (0 poor)" read as if higher were better; "1 tasks"."""
+    import json
+
+    from PIL import Image
+
+    from pipelines import catalog, report
+
+    output = tmp_path / "out"
+    (output / "j").mkdir(parents=True)
+    rows = []
+    for i, exemplar in enumerate(["pebbles.jpg", "dots.png"]):
+        task_id = f"{i:016x}"
+        Image.new("RGB", (16, 12), (200, 40 * i, 90)).save(output / "j" / f"{task_id}.png")
+        record = {"task_id": task_id, "job": "j", "kind": "texture", "status": "done", "seed": 0,
+                  "params": {"size": 16}, "inputs": {"inputs": [f"/data/{exemplar}"]}, "loss_end": 0.5,
+                  "seconds": 0.1, "quality": 0.14, "colour_coverage": 0.9,
+                  "output_uri": str(output / "j" / f"{task_id}.png")}
+        (output / "j" / f"{task_id}.json").write_text(json.dumps(record))
+        rows.append(catalog.row(record))
+    catalog.write(Storage(), str(output), rows)
+    build_report(Storage(), str(output), "labels")
+    page = (output / "_report" / "jobs" / "j" / "1.html").read_text()
+    assert "seed 0 · pebbles.jpg" in page and "seed 0 · dots.png" in page
+    index = (output / "_report" / "index.html").read_text()
+    assert "distance to exemplar (lower is better)" in index and "0.14 (0 flagged)" in index and "poor)" not in index
+    assert "2 tasks in 1 job:" in index
+    state = json.loads((output / "_report" / "state.json").read_text())
+    thumb = Image.open(output / "_report" / state["tasks"][f"{0:016x}"]["thumb"])
+    assert thumb.size == (16 * (report.THUMB // 16), 12 * (report.THUMB // 16))  # whole pixels, kept sharp

@@ -254,7 +254,7 @@ def test_inputs_under_the_output_are_kept_unless_they_are_the_runs_own(tmp_path,
     manifest = parse_manifest(path)
     assert [t.inputs["inputs"] for t in manifest.tasks] == [[str(tmp_path / "mine.jpg")]]
     assert main(["validate", path]) == 0
-    assert "m.yaml:5: 2 file(s) under './' are this run's own outputs" in capsys.readouterr().err
+    assert "m.yaml:5: 2 files under './' are this run's own outputs" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf"])

@@ -1,0 +1,8 @@
+"""Counted nouns for messages: "1 task", "2 tasks" (never "1 tasks" or "task(s)")."""
+from __future__ import annotations
+
+from typing import Optional
+
+
+def counted(count: int, noun: str, plural: Optional[str] = None) -> str:
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
