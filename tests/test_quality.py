@@ -44,3 +44,14 @@ def test_copy_distance_is_zero_for_a_crop_and_not_for_a_rearrangement(pebbles):
     assert copy_distance(pasted, exemplar) == 0.0  # most windows lie inside a pasted quarter: a copy
     assert copy_distance(shuffled, exemplar) > 2  # 8 px tiles: no 16 px window is intact
     assert math.isnan(copy_distance(torch.ones(1, 3, 64, 64), exemplar))  # only flat windows: nothing to judge
+
+
+def test_the_shipped_pebbles_carry_no_burnt_in_caption():
+    """pebbles.jpg had a yellow "source: Simoncelli" caption in its bottom rows, which every render
+    reproduced as yellow specks; the shipped copy is cropped above it."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(DATA / "textures" / "pebbles.jpg").convert("RGB")).astype(int)
+    caption_yellow = (pixels[..., 0] > 150) & (pixels[..., 1] > 150) & (pixels[..., 2] < 90)
+    assert caption_yellow.sum() == 0  # the caption's letters were 453 such pixels
