@@ -9,7 +9,7 @@ import torch
 
 from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_quality, with_tv
 from .imageops import keep_colors, resize, scale_by, scale_to_long_side
-from .losses import ContentLoss, GramLoss, GuidedGramLoss, normalized_weights
+from .losses import ContentLoss, GramLoss, GuidedGramLoss, gram, gram_at_tap, normalized_weights
 from .params import parse_size
 from .semantic import semantic_maps
 from .kinds.style import StyleParams
@@ -44,7 +44,7 @@ def texture_batch(inputs: dict[str, Sequence[torch.Tensor]], params: TexturePara
             return GramLoss.from_features([feats], weights)
 
         gram_loss = vgg.cached(("gram", key, factor, tuple(weights.items())), targets)
-        return lambda x: with_tv(gram_loss.per_image(vgg(x, params.layers)), x, params)
+        return lambda x: with_tv(gram_loss.per_image_of_grams(vgg(x, params.layers, at_tap=gram_at_tap)), x, params)
 
     mean = exemplar.mean(dim=(2, 3), keepdim=True)
 
@@ -102,8 +102,13 @@ def style(inputs: dict[str, Sequence[torch.Tensor]], params: StyleParams, vgg: V
             gram_loss = GramLoss.from_features(style_feats, style_w, blend=params.style_weights)
 
         def objective(x: torch.Tensor) -> torch.Tensor:
-            feats = vgg(x, layers)
-            loss = params.content_weight * content_loss(feats) + params.style_weight * gram_loss(feats)
+            if maps or params.content_layer in params.style_layers:
+                feats = vgg(x, layers)
+                style = gram_loss(feats)
+            else:  # Gram matrices taken at their layers (less memory); the content layer's activation as is
+                feats = vgg(x, layers, at_tap=lambda name, f: f if name == params.content_layer else gram(f))
+                style = gram_loss.per_image_of_grams(feats).sum()
+            loss = params.content_weight * content_loss(feats) + params.style_weight * style
             return with_tv(loss, x, params)
 
         return objective

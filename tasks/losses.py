@@ -15,8 +15,16 @@ import torch
 def gram(features: torch.Tensor) -> torch.Tensor:
     """Channel correlation matrices (B, C, C), averaged over positions so size does not matter."""
     b, c, h, w = features.shape
+    if b == 1:  # one image: a 2-D matmul takes the transpose as a BLAS flag; bmm's backward copies it
+        flat = features.reshape(c, h * w)
+        return (flat @ flat.T / (h * w)).unsqueeze(0)
     flat = features.reshape(b, c, h * w)
     return flat @ flat.transpose(1, 2) / (h * w)
+
+
+def gram_at_tap(name: str, features: torch.Tensor) -> torch.Tensor:
+    """``VGGFeatures(..., at_tap=gram_at_tap)``: Gram matrices taken as the forward pass reaches each layer."""
+    return gram(features)
 
 
 def normalized_weights(layers: Sequence[str], weights: Sequence[float] | None) -> dict[str, float]:
@@ -60,9 +68,13 @@ class GramLoss:
 
     def per_image(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Loss of each image in the batch (B,), so batched renders stay independent."""
+        return self.per_image_of_grams({layer: gram(features[layer]) for layer in self.layer_weights})
+
+    def per_image_of_grams(self, grams: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``per_image`` from Gram matrices already taken (``vgg(x, layers, at_tap=grams_at_tap)``)."""
         total = 0.0
         for layer, weight in self.layer_weights.items():
-            diff = (gram(features[layer]) - self.targets[layer]).pow(2).sum(dim=(-1, -2))
+            diff = (grams[layer] - self.targets[layer]).pow(2).sum(dim=(-1, -2))
             total = total + weight * diff / self.norms[layer]
         return total
 

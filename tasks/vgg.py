@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -167,17 +167,26 @@ class VGGFeatures(nn.Module):
             for conv, mode_before in zip(convs, previous):
                 conv.padding_mode = mode_before
 
-    def forward(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Activations of ``layers`` for an RGB batch in [0, 1]; stops after the deepest one."""
+    def forward(self, image: torch.Tensor, layers: Sequence[str],
+                at_tap: Optional[Callable[[str, torch.Tensor], torch.Tensor]] = None) -> dict[str, torch.Tensor]:
+        """Activations of ``layers`` for an RGB batch in [0, 1]; stops after the deepest one. ``at_tap(name,
+        activation)``, e.g. a Gram matrix, is applied as each layer is reached and its result returned
+        instead: autograd then runs its backward when the backward pass reaches that layer, rather than all
+        of them first with every tap's full-size gradient held meanwhile (the peak memory of an evaluation)."""
         _check_layers(layers)
         wanted = set(layers)
         deepest = max(_INDEX[name] for name in wanted)
         if deepest >= len(self.names):
             raise ValueError(f"layer {LAYERS[deepest]} is past this extractor's last layer {self.names[-1]}")
         names = tuple(name for name in self.names[: deepest + 1] if name in wanted)
-        return self._activations(image, deepest, names)
+        if at_tap is None:
+            return self._activations(image, deepest, names)
+        if self.compiled:  # a callable inside the compiled graph would recompile per closure
+            return {name: at_tap(name, value) for name, value in self._activations(image, deepest, names).items()}
+        return self._eager_activations(image, deepest, names, at_tap)
 
-    def _eager_activations(self, image: torch.Tensor, deepest: int, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    def _eager_activations(self, image: torch.Tensor, deepest: int, names: tuple[str, ...],
+                           at_tap: Optional[Callable[[str, torch.Tensor], torch.Tensor]] = None) -> dict[str, torch.Tensor]:
         x = (image - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -185,7 +194,16 @@ class VGGFeatures(nn.Module):
         # The network may run in reduced precision; the activations handed to the losses are fp32.
         with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision], enabled=self.precision != "fp32"):
             for index, module in enumerate(self.layers[: deepest + 1]):
-                x = module(x)
+                # ReLU in place (its backward needs only its output; a conv's needs only its input): one
+                # activation per conv+ReLU pair is kept, not two. Not after a tapped conv: it is handed out.
+                if isinstance(module, nn.ReLU) and self.names[index - 1] not in names:
+                    x = torch.relu_(x)
+                else:
+                    x = module(x)
                 if self.names[index] in names:
-                    out[self.names[index]] = x
+                    if at_tap is None:
+                        out[self.names[index]] = x
+                    else:  # in fp32, outside autocast, like any loss computed on the returned activations
+                        with torch.autocast(self.device.type, enabled=False):
+                            out[self.names[index]] = at_tap(self.names[index], x.float())
         return {name: value.float() for name, value in out.items()}

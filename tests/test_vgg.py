@@ -126,3 +126,34 @@ def test_compiled_network_matches_eager_with_either_padding():
     with compiled.padding("circular"):  # the circular result differs from zeros at the border
         rolled = compiled(image.roll(7, dims=-1), ["relu1_1"])["relu1_1"]
         assert torch.allclose(rolled, compiled(image, ["relu1_1"])["relu1_1"].roll(7, dims=-1), atol=1e-5)
+
+
+def test_in_place_relu_keeps_activations_and_gradients_and_a_tapped_conv_intact(vgg):
+    """ReLUs run in place (half the activation memory of the conv+ReLU pairs) unless the conv before
+    them is tapped; features and the gradient to the image equal a plain out-of-place pass."""
+    import torch
+
+    image = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    layers = ["conv1_1", "relu1_1", "pool1", "relu2_1", "conv3_1", "relu3_1"]
+
+    def run(net_forward):
+        x = image.clone().requires_grad_(True)
+        feats = net_forward(x)
+        sum(f.square().mean() for f in feats.values()).backward()
+        return {k: v.detach() for k, v in feats.items()}, x.grad
+
+    def plain(x):  # out of place throughout
+        out, names = {}, vgg.names
+        h = (x - vgg.mean) / vgg.std
+        for index, module in enumerate(vgg.layers[: names.index("relu3_1") + 1]):
+            h = torch.relu(h) if isinstance(module, torch.nn.ReLU) else module(h)
+            if names[index] in layers:
+                out[names[index]] = h
+        return out
+
+    feats, grad = run(lambda x: vgg(x, layers))
+    expected, expected_grad = run(plain)
+    for name in layers:
+        assert torch.equal(feats[name], expected[name]), name
+    assert (feats["conv1_1"] < 0).any()  # the tapped conv was not overwritten by its ReLU
+    assert torch.allclose(grad, expected_grad, rtol=1e-5, atol=1e-8)
