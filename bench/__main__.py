@@ -35,6 +35,31 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _cuda_memory_rows(device: torch.device, sizes: list[int]) -> list[dict]:
+    """torch.cuda.max_memory_allocated of one evaluation, texfarm's objective against the reference."""
+    from tasks.losses import gram_at_tap
+    from tasks.params import GATYS_TEXTURE_LAYERS as layers
+
+    from .reference import ReferenceGram
+
+    net, ref = VGGFeatures("random", last_layer=layers[-1], device=device), ReferenceGram(layers).to(device)
+    rows = []
+    for size in sizes:
+        peaks = {}
+        for name, run in (("texfarm", lambda x: sum(g.square().sum() for g in net(x, layers, at_tap=gram_at_tap).values())),
+                          ("reference", lambda x: sum(g.square().sum() for g in ref.grams(x)))):
+            image = torch.rand(1, 3, size, size, device=device, requires_grad=True)
+            torch.cuda.synchronize(device)
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            run(image).backward()
+            torch.cuda.synchronize(device)
+            peaks[name] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        rows.append({"size": size, "texfarm_mb": peaks["texfarm"], "reference_mb": peaks["reference"],
+                     "texfarm_over_reference": peaks["texfarm"] / peaks["reference"]})
+    return rows
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--quality" in argv:  # its own options: texfarm bench --quality --help
@@ -61,6 +86,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="also measure N textures per VGG pass")
     parser.add_argument("--nets", action="store_true", help="also Texture Networks generation and training")
     parser.add_argument("--train-steps", type=int, default=20, help="training steps for --nets")
+    parser.add_argument("--reference", action="store_true",
+                        help="also each kind's render-time breakdown against a minimal torchvision objective, peak "
+                             "memory of one evaluation against it, and GFLOP/s against a large matmul")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", help="write the tables (markdown) to this file")
     args = parser.parse_args(argv)
@@ -85,6 +113,20 @@ def main(argv=None) -> int:
         variant_rows += [{"variant": "compiled", **gatys_texture_row(compiled, exemplar, size, args.iterations)}
                          for size in args.sizes]
     out = [f"## Gatys texture vs the VGG ceiling\n\n{header}\n\n{_table(rows + variant_rows)}"]
+    if args.reference:
+        from .reference import matmul_gflops, memory_rows, reference_rows
+
+        content = load_image(str(DATA / "content" / "golden_gate.jpg"))
+        ref = reference_rows(vgg, exemplar, content, args.sizes, args.iterations)
+        out.append(f"## Where a render's time goes, against a minimal reference objective (frozen torchvision VGG19, "
+                   f"in-place ReLU, Gram by one matmul)\n\n{header}; a {matmul_gflops(device):.1f} GFLOP/s "
+                   f"2048x2048 matmul on this device\n\n{_table(ref)}")
+        if device.type == "cpu":
+            memory = memory_rows(args.sizes, threads=torch.get_num_threads())
+            out.append(f"## Peak memory of one evaluation (Gram texture layers, fresh process each)\n\n{header}\n\n"
+                       f"{_table(memory)}")
+        else:
+            out.append(f"## Peak memory of one evaluation\n\n{header}\n\n{_table(_cuda_memory_rows(device, args.sizes))}")
     if args.optimizer:
         from .optimizer_bench import optimizer_rows
 

@@ -161,3 +161,41 @@ def memory_rows(sizes: Sequence[int], threads: int = 1) -> list[dict]:
                      "texfarm_over_reference": peaks["texfarm"] / peaks["reference"],
                      "texfarm_bytes_per_pixel": peaks["texfarm"] * 2**20 / size ** 2})
     return rows
+
+
+def reference_rows(vgg, exemplar: torch.Tensor, content: torch.Tensor, sizes: Sequence[int], iterations: int,
+                   kinds: Sequence[str] = ("texture", "style", "mrf", "swd")) -> list[dict]:
+    """Per kind and size: the render's breakdown (set-up, optimization, quality score, the rest) and its
+    optimization against evaluations x the reference's evaluation on the kind's layers. For `mrf` and
+    `swd` the reference is the network part only (Gram matrices on their layers): the patch matching and
+    the sliced distances are the method's own work, so their ratio is an upper bound, not a goal."""
+    from tasks.gatys import style, texture
+    from tasks.kinds.mrf import RANDOM_WEIGHTS, MRFParams
+    from tasks.kinds.style import StyleParams
+    from tasks.kinds.swd import SWDParams
+    from tasks.kinds.texture import TextureParams
+    from tasks.mrf import mrf
+    from tasks.swd import swd_texture
+
+    def task(kind: str, size: int, steps: int) -> Callable[[], dict]:
+        one = {"size": size, "iterations": steps, "octaves": 1}
+        runs = {
+            "texture": lambda: texture({"inputs": [exemplar]}, TextureParams(**one), vgg, 0),
+            "style": lambda: style({"content": [content], "style": [exemplar]}, StyleParams(**one), vgg, 0),
+            "mrf": lambda: mrf({"inputs": [exemplar]}, MRFParams(**RANDOM_WEIGHTS, **one), vgg, 0),
+            "swd": lambda: swd_texture({"inputs": [exemplar]}, SWDParams(**one), vgg, 0),
+        }
+        return lambda: runs[kind]().record
+
+    layers = {"texture": TextureParams().layers, "style": [*StyleParams().style_layers, StyleParams().content_layer],
+              "mrf": MRFParams().layers, "swd": SWDParams().layers}
+    rows = []
+    for size in sizes:
+        for kind in kinds:
+            evaluate = reference_evaluation(layers[kind], size, vgg.device, exemplar)
+            reference_s = best_seconds(evaluate, vgg.device)
+            task(kind, size, 2)()  # warm-up: kernels, cached exemplar targets
+            row = breakdown_row(kind, task(kind, size, iterations), size, reference_s, evaluation_gflop(layers[kind], size))
+            row["reference"] = "gram objective" if kind in ("texture", "style") else "network only"
+            rows.append(row)
+    return rows

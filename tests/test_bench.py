@@ -16,7 +16,7 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
     out = tmp_path / "bench.md"
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "bench", "--sizes", "32", "--iterations", "2", "--mrf", "--nets",
-         "--train-steps", "2", "--batch", "2", "--precision", "bf16", "--optimizer", "--pipeline", "--no-warmup", "--tasks", "1",
+         "--train-steps", "2", "--batch", "2", "--precision", "bf16", "--optimizer", "--reference", "--pipeline", "--no-warmup", "--tasks", "1",
          "--output", str(out)],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -24,10 +24,13 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
     for heading in ("Gatys texture vs the VGG ceiling", "Batched Gatys textures", "MRF texture vs Gatys",
                     "Patch matching vs a plain matrix product", "Texture Networks: one-pass generate",
                     "training throughput", "generator architectures, same training time", "Pipeline (texfarm run", "Pipeline scaling: 2 actors vs 1",
-                    "L-BFGS per iteration",
+                    "L-BFGS per iteration", "Where a render's time goes, against a minimal reference objective",
+                    "Peak memory of one evaluation",
                     "The performance goals against this run"):
         assert heading in text, heading
     assert "| bf16 | 32 |" in text
+    breakdown = text.split("Where a render's time goes")[1].split("## ")[0]
+    assert all(f"| {kind} | 32 |" in breakdown for kind in ("texture", "style", "mrf", "swd")), breakdown
     # a 32 px CPU run is not the goals' setting: every goal row says so
     goals = text.split("## The performance goals against this run")[1]
     goal_lines = [line for line in goals.splitlines() if line.startswith("| ")][1:]  # below the header
