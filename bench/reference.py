@@ -57,7 +57,7 @@ def reference_evaluation(layers: Sequence[str], size: int, device: torch.device,
         image.grad = None
         loss = sum((g - t).square().sum() for g, t in zip(model.grams(image), targets))
         loss.backward()
-        return float(loss)
+        return float(loss.detach())
 
     return evaluate
 
