@@ -1,7 +1,6 @@
 """The kind contract: every kind declares its parameters with their metadata, and validation, the
 render command and the docs read that declaration."""
 import re
-from pathlib import Path
 
 import pytest
 
