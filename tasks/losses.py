@@ -71,7 +71,7 @@ class GramLoss:
         return self.per_image_of_grams({layer: gram(features[layer]) for layer in self.layer_weights})
 
     def per_image_of_grams(self, grams: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``per_image`` from Gram matrices already taken (``vgg(x, layers, at_tap=grams_at_tap)``)."""
+        """``per_image`` from Gram matrices already taken (``vgg(x, layers, at_tap=gram_at_tap)``)."""
         total = 0.0
         for layer, weight in self.layer_weights.items():
             diff = (grams[layer] - self.targets[layer]).pow(2).sum(dim=(-1, -2))

@@ -194,8 +194,8 @@ class VGGFeatures(nn.Module):
         # The network may run in reduced precision; the activations handed to the losses are fp32.
         with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision], enabled=self.precision != "fp32"):
             for index, module in enumerate(self.layers[: deepest + 1]):
-                # ReLU in place (its backward needs only its output; a conv's needs only its input): one
-                # activation per conv+ReLU pair is kept, not two. Not after a tapped conv: it is handed out.
+                # ReLU in place (its backward needs only its output, a conv's only its input): no second
+                # full-size tensor while it runs. Not after a tapped conv: that activation is handed out.
                 if isinstance(module, nn.ReLU) and self.names[index - 1] not in names:
                     x = torch.relu_(x)
                 else:
