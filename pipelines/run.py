@@ -84,8 +84,9 @@ class Progress:
 
     def show(self, final: bool = False, stopped: bool = False) -> None:
         counts = (self.done, self.failed, self.running, self.workers)
-        if not self.stream or (not final and counts == self.last_counts):
-            return
+        if not self.stream or (not final and counts == self.last_counts
+                                and (not self.tty or self.clock() - self.last_line < 1.0)):
+            return  # a terminal's line still ticks once a second (elapsed, ETA)
         if not self.tty and not final and self.clock() - self.last_line < self.LOG_INTERVAL:
             return  # counts stay unshown until the interval is up (the next change or the end shows them)
         self.last_counts, self.last_line = counts, self.clock()
