@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reference", action="store_true",
                         help="also each kind's render-time breakdown against a minimal torchvision objective, peak "
                              "memory of one evaluation against it, and GFLOP/s against a large matmul")
+    parser.add_argument("--repeat", type=int, default=1, help="--reference: renders per row (the median is shown)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", help="write the tables (markdown) to this file")
     args = parser.parse_args(argv)
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
         from .reference import matmul_gflops, memory_rows, reference_rows
 
         content = load_image(str(DATA / "content" / "golden_gate.jpg"))
-        ref = reference_rows(vgg, exemplar, content, args.sizes, args.iterations)
+        ref = reference_rows(vgg, exemplar, content, args.sizes, args.iterations, repeats=args.repeat)
         out.append(f"## Where a render's time goes, against a minimal reference objective (frozen torchvision VGG19, "
                    f"in-place ReLU, Gram by one matmul)\n\n{header}; a {matmul_gflops(device):.1f} GFLOP/s "
                    f"2048x2048 matmul on this device\n\n{_table(ref)}")

@@ -164,11 +164,13 @@ def memory_rows(sizes: Sequence[int], threads: int = 1) -> list[dict]:
 
 
 def reference_rows(vgg, exemplar: torch.Tensor, content: torch.Tensor, sizes: Sequence[int], iterations: int,
-                   kinds: Sequence[str] = ("texture", "style", "mrf", "swd")) -> list[dict]:
+                   kinds: Sequence[str] = ("texture", "style", "mrf", "swd"), repeats: int = 1) -> list[dict]:
     """Per kind and size: the render's breakdown (set-up, optimization, quality score, the rest) and its
     optimization against evaluations x the reference's evaluation on the kind's layers. For `mrf` and
     `swd` the reference is the network part only (Gram matrices on their layers): the patch matching and
-    the sliced distances are the method's own work, so their ratio is an upper bound, not a goal."""
+    the sliced distances are the method's own work, so their ratio is an upper bound, not a goal.
+    ``repeats``: renders per row, the reference re-timed before each; the row is the median render (by
+    ratio) and gives the ratios' range (a shared machine's noise is several percent)."""
     from tasks.gatys import style, texture
     from tasks.kinds.mrf import RANDOM_WEIGHTS, MRFParams
     from tasks.kinds.style import StyleParams
@@ -193,9 +195,13 @@ def reference_rows(vgg, exemplar: torch.Tensor, content: torch.Tensor, sizes: Se
     for size in sizes:
         for kind in kinds:
             evaluate = reference_evaluation(layers[kind], size, vgg.device, exemplar)
-            reference_s = best_seconds(evaluate, vgg.device)
             task(kind, size, 2)()  # warm-up: kernels, cached exemplar targets
-            row = breakdown_row(kind, task(kind, size, iterations), size, reference_s, evaluation_gflop(layers[kind], size))
+            runs = sorted((breakdown_row(kind, task(kind, size, iterations), size, best_seconds(evaluate, vgg.device),
+                                         evaluation_gflop(layers[kind], size)) for _ in range(max(1, repeats))),
+                          key=lambda row: row["optimize_over_reference"])
+            row = runs[len(runs) // 2]
+            row["ratio_range"] = (f"{runs[0]['optimize_over_reference']:.2f}-{runs[-1]['optimize_over_reference']:.2f}"
+                                  if len(runs) > 1 else "one run")
             row["reference"] = "gram objective" if kind in ("texture", "style") else "network only"
             rows.append(row)
     return rows
