@@ -95,3 +95,55 @@ def copy_distance(output: torch.Tensor, exemplar: torch.Tensor, window: int = 16
     ex = F.unfold(exemplar.detach().cpu().float(), window, stride=1)[0].T
     best = torch.cat([torch.cdist(part, ex, p=1).min(dim=1).values for part in out.split(256)])
     return round(float(best.median()) / out.shape[1] * 255, 3)
+
+
+def background_colour(exemplar: torch.Tensor, levels: int = 8) -> torch.Tensor:
+    """The exemplar's most common colour (RGB cube cut into ``levels``^3 cells; the mean of the modal
+    cell's pixels), (3,): the ground of a sparse texture."""
+    pixels = exemplar.detach().cpu().float().clamp(0, 1)[0].flatten(1)  # (3, N)
+    q = (pixels * (levels - 1e-6)).long()
+    cell = (q[0] * levels + q[1]) * levels + q[2]
+    mode = torch.bincount(cell, minlength=levels ** 3).argmax()
+    return pixels[:, cell == mode].mean(dim=1)
+
+
+def element_labels(ink: torch.Tensor) -> torch.Tensor:
+    """Connected components (8-neighbour) of a boolean (H, W) mask: each element's pixels carry one label
+    > 0, the rest 0. Labels spread by 3x3 max-pooling within the mask until nothing changes (as many passes
+    as the widest element's diameter: small images, few passes)."""
+    h, w = ink.shape
+    labels = torch.where(ink, torch.arange(1, h * w + 1, dtype=torch.float64).view(h, w), torch.zeros(h, w,
+                                                                                                   dtype=torch.float64))
+    mask = ink.to(torch.float64)
+    while True:
+        spread = F.max_pool2d(labels[None, None], 3, stride=1, padding=1)[0, 0] * mask
+        if torch.equal(spread, labels):
+            return labels.long()
+        labels = spread
+
+
+def element_stats(image: torch.Tensor, background: torch.Tensor, threshold: float = 0.25,
+                  min_area: int = 1) -> dict[str, float]:
+    """Elements of a sparse texture: pixels further than ``threshold`` (RGB distance) from ``background``,
+    grouped into connected elements; elements under ``min_area`` pixels (pixel noise) are not counted.
+    ``ink``: the share of pixels in counted elements; ``per_kpx``: elements per 1000 pixels;
+    ``median_area``: their median size in pixels (0 without elements)."""
+    img = image.detach().cpu().float().clamp(0, 1)[0]
+    ink = (img - background.view(3, 1, 1)).norm(dim=0) > threshold
+    labels = element_labels(ink)
+    areas = torch.bincount(labels.flatten())[1:]
+    areas = areas[areas >= min_area]
+    pixels = float(ink.numel())
+    return {"ink": float(areas.sum()) / pixels, "per_kpx": 1000.0 * areas.numel() / pixels,
+            "median_area": float(areas.float().median()) if areas.numel() else 0.0}
+
+
+def density_ratios(output: torch.Tensor, exemplar: torch.Tensor, threshold: float = 0.25) -> dict[str, float]:
+    """The render's elements against the exemplar's (1 = the same): ink share, elements per pixel, median
+    element size. Elements smaller than a quarter of the exemplar's median element are noise, in both."""
+    ground = background_colour(exemplar)
+    reference = element_stats(exemplar, ground, threshold)
+    min_area = max(1, int(reference["median_area"] // 4))
+    reference = element_stats(exemplar, ground, threshold, min_area)
+    got = element_stats(output, ground, threshold, min_area)
+    return {key: got[key] / reference[key] if reference[key] else float("nan") for key in got}

@@ -55,3 +55,30 @@ def test_the_shipped_pebbles_carry_no_burnt_in_caption():
     pixels = np.asarray(Image.open(DATA / "textures" / "pebbles.jpg").convert("RGB")).astype(int)
     caption_yellow = (pixels[..., 0] > 150) & (pixels[..., 1] > 150) & (pixels[..., 2] < 90)
     assert caption_yellow.sum() == 0  # the caption's letters were 453 such pixels
+
+
+def test_element_density_counts_elements_not_pixel_noise():
+    """Issue 25's measure of a sparse texture: ink share, element count and size against the exemplar's.
+    A crop of the exemplar is ~1 on each; a blank render 0; the same blank with salt-and-pepper noise (what
+    an unsmoothed render adds) stays near 0, where a plain ink-pixel share counted the noise."""
+    from tasks.quality import density_ratios, element_labels
+
+    ink = torch.zeros(6, 8, dtype=torch.bool)
+    ink[0:2, 0:2] = ink[3, 3] = ink[4, 4] = ink[0:3, 6] = True  # a square, a diagonal pair, a bar
+    labels = element_labels(ink)
+    assert len(labels[ink].unique()) == 3 and labels[3, 3] == labels[4, 4] and (labels[~ink] == 0).all()
+
+    g = torch.Generator().manual_seed(0)
+    exemplar = torch.ones(1, 3, 128, 128)
+    yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    for _ in range(40):  # magenta dots of radius 3..5 on white
+        y, x = torch.randint(6, 122, (2,), generator=g).tolist()
+        r = int(torch.randint(3, 6, (1,), generator=g))
+        exemplar[0, 1][(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = 0.1
+    crop = density_ratios(exemplar[..., 32:96, 32:96], exemplar)
+    assert all(0.5 < crop[key] < 2.0 for key in ("ink", "per_kpx", "median_area")), crop
+    blank = torch.ones(1, 3, 64, 64)
+    assert density_ratios(blank, exemplar)["ink"] == 0
+    speckled = blank.clone()
+    speckled[0, 1][torch.rand(64, 64, generator=g) < 0.05] = 0.0  # 5 % of pixels: isolated noise
+    assert density_ratios(speckled, exemplar)["ink"] < 0.1
