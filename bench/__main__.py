@@ -35,31 +35,6 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _cuda_memory_rows(device: torch.device, sizes: list[int]) -> list[dict]:
-    """torch.cuda.max_memory_allocated of one evaluation, texfarm's objective against the reference."""
-    from tasks.losses import gram_at_tap
-    from tasks.params import GATYS_TEXTURE_LAYERS as layers
-
-    from .reference import ReferenceGram
-
-    net, ref = VGGFeatures("random", last_layer=layers[-1], device=device), ReferenceGram(layers).to(device)
-    rows = []
-    for size in sizes:
-        peaks = {}
-        for name, run in (("texfarm", lambda x: sum(g.square().sum() for g in net(x, layers, at_tap=gram_at_tap).values())),
-                          ("reference", lambda x: sum(g.square().sum() for g in ref.grams(x)))):
-            image = torch.rand(1, 3, size, size, device=device, requires_grad=True)
-            torch.cuda.synchronize(device)
-            base = torch.cuda.memory_allocated(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            run(image).backward()
-            torch.cuda.synchronize(device)
-            peaks[name] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-        rows.append({"size": size, "texfarm_mb": peaks["texfarm"], "reference_mb": peaks["reference"],
-                     "texfarm_over_reference": peaks["texfarm"] / peaks["reference"]})
-    return rows
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--quality" in argv:  # its own options: texfarm bench --quality --help
@@ -115,7 +90,7 @@ def main(argv=None) -> int:
                          for size in args.sizes]
     out = [f"## Gatys texture vs the VGG ceiling\n\n{header}\n\n{_table(rows + variant_rows)}"]
     if args.reference:
-        from .reference import matmul_gflops, memory_rows, reference_rows
+        from .reference import cuda_memory_rows, matmul_gflops, memory_rows, reference_rows
 
         content = load_image(str(DATA / "content" / "golden_gate.jpg"))
         ref = reference_rows(vgg, exemplar, content, args.sizes, args.iterations, repeats=args.repeat)
@@ -127,7 +102,7 @@ def main(argv=None) -> int:
             out.append(f"## Peak memory of one evaluation (Gram texture layers, fresh process each)\n\n{header}\n\n"
                        f"{_table(memory)}")
         else:
-            out.append(f"## Peak memory of one evaluation\n\n{header}\n\n{_table(_cuda_memory_rows(device, args.sizes))}")
+            out.append(f"## Peak memory of one evaluation\n\n{header}\n\n{_table(cuda_memory_rows(device, args.sizes))}")
     if args.optimizer:
         from .optimizer_bench import optimizer_rows
 

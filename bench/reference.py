@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from tasks.vgg import LAYERS, build_vgg19
+from tasks.vgg import LAYERS, VGGFeatures, build_vgg19
 
 from .tasks_bench import sync
 
@@ -139,6 +139,29 @@ before = status("VmRSS")
 run().backward()
 print(json.dumps({{"peak_mb": (status("VmHWM") - before) / 1024}}))
 """
+
+
+def cuda_memory_rows(device: torch.device, sizes: list[int]) -> list[dict]:
+    """torch.cuda.max_memory_allocated of one evaluation, texfarm's objective against the reference."""
+    from tasks.losses import gram_at_tap
+    from tasks.params import GATYS_TEXTURE_LAYERS as layers
+
+    net, ref = VGGFeatures("random", last_layer=layers[-1], device=device), ReferenceGram(layers).to(device)
+    rows = []
+    for size in sizes:
+        peaks = {}
+        for name, run in (("texfarm", lambda x: sum(g.square().sum() for g in net(x, layers, at_tap=gram_at_tap).values())),
+                          ("reference", lambda x: sum(g.square().sum() for g in ref.grams(x)))):
+            image = torch.rand(1, 3, size, size, device=device, requires_grad=True)
+            torch.cuda.synchronize(device)
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            run(image).backward()
+            torch.cuda.synchronize(device)
+            peaks[name] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        rows.append({"size": size, "texfarm_mb": peaks["texfarm"], "reference_mb": peaks["reference"],
+                     "texfarm_over_reference": peaks["texfarm"] / peaks["reference"]})
+    return rows
 
 
 def memory_rows(sizes: Sequence[int], threads: int = 1) -> list[dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .redact import redact
-from .words import counted
+from .words import counted, noun_for
 from .storage import Storage, StorageConfig, StorageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -328,9 +328,9 @@ def _validate(args: argparse.Namespace) -> int:
     kinds = {task.job: task.kind for task in manifest.tasks}  # one pass, not one scan per job
     counts = {job: n for job, n in manifest.job_counts().items() if not args.only or job in args.only}
     for job, count in counts.items():
-        print(f"  {job:24} {kinds[job]:10} {count:6} {'task' if count == 1 else 'tasks'}")
+        print(f"  {job:24} {kinds[job]:10} {count:6} {noun_for(count, 'task')}")
     total = sum(counts.values())
-    print(f"  {'total':35} {total:6} {'task' if total == 1 else 'tasks'}")
+    print(f"  {'total':35} {total:6} {noun_for(total, 'task')}")
     return EXIT_OK
 
 
@@ -368,8 +368,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {record['job']}/{record['task_id']}: {record['error']}", file=sys.stderr)
     if summary.failed_before:
         before = len(summary.failed_before)
-        print(f"{counted(before, 'task')} failed in an earlier run for a reason of {'its' if before == 1 else 'their'} "
-              f"own (a bad input, divergence, ...) and {'was' if before == 1 else 'were'} not run again: "
+        print(f"{counted(before, 'task')} failed in an earlier run for a reason of {noun_for(before, 'its', 'their')} "
+              f"own (a bad input, divergence, ...) and {noun_for(before, 'was', 'were')} not run again: "
               f"`texfarm failures {manifest.output}` lists them; `texfarm run --retry-failed {args.manifest}` "
               "runs them again", file=sys.stderr)
     return summary.exit_code

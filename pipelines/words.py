@@ -4,5 +4,9 @@ from __future__ import annotations
 from typing import Optional
 
 
+def noun_for(count: int, noun: str, plural: Optional[str] = None) -> str:
+    return noun if count == 1 else plural or noun + "s"
+
+
 def counted(count: int, noun: str, plural: Optional[str] = None) -> str:
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+    return f"{count} {noun_for(count, noun, plural)}"

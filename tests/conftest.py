@@ -87,3 +87,13 @@ def bucket(s3_endpoint, request):
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     client.create_bucket(Bucket=name)
     return name, client
+
+
+def seam_ratio(image: torch.Tensor) -> float:
+    """The step across the wrap-around edges (right to left, bottom to top) over the median step inside:
+    about 1 for a tileable image, well above for one whose opposite edges were made apart."""
+    img = image[0]
+    inside = torch.cat([(img[:, :, 1:] - img[:, :, :-1]).abs().mean(dim=(0, 1)),
+                        (img[:, 1:, :] - img[:, :-1, :]).abs().mean(dim=(0, 2))]).median()
+    seam = ((img[:, :, 0] - img[:, :, -1]).abs().mean() + (img[:, 0, :] - img[:, -1, :]).abs().mean()) / 2
+    return float(seam / inside)

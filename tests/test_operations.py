@@ -17,7 +17,7 @@ from tasks.kinds.repair import RepairParams
 from tasks.operations import enhance, expand, mashup, repair
 from tasks.params import REGION_RANDOM_WEIGHTS
 from tasks.quality import texture_score
-from tests.conftest import DATA
+from tests.conftest import DATA, seam_ratio
 
 
 def _png_roundtrip(image: torch.Tensor) -> torch.Tensor:
@@ -170,16 +170,6 @@ def test_mashup_weights_choose_the_palettes(pebbles, vgg):
     assert min(shares[(0.5, 0.5)]) > 0.15  # 0.5:0.5 holds both palettes
 
 
-def _wrap_seam(image: torch.Tensor) -> float:
-    """The step across the wrap-around edges (right to left, bottom to top) over the median step inside:
-    about 1 for a tileable image, well above for one whose opposite edges were made apart."""
-    img = image[0]
-    inside = torch.cat([(img[:, :, 1:] - img[:, :, :-1]).abs().mean(dim=(0, 1)),
-                        (img[:, 1:, :] - img[:, :-1, :]).abs().mean(dim=(0, 2))]).median()
-    seam = ((img[:, :, 0] - img[:, :, -1]).abs().mean() + (img[:, 0, :] - img[:, -1, :]).abs().mean()) / 2
-    return float(seam / inside)
-
-
 def test_tileable_mashup_and_expand_wrap_around_without_a_seam(pebbles, vgg):
     peppers = load_image(str(DATA / "textures" / "red_peppers.jpg"))
     exemplars = [resize(pebbles, (64, 64)), resize(peppers, (64, 64))]
@@ -187,11 +177,11 @@ def test_tileable_mashup_and_expand_wrap_around_without_a_seam(pebbles, vgg):
     for tileable in (True, False):
         params = build_params(MashupParams, {**RANDOM, "size": 48, "exemplar_weights": [0.5, 0.5], "iterations": 40,
                                              "octaves": 1, "tileable": tileable})
-        seams[tileable] = _wrap_seam(mashup({"inputs": exemplars}, params, vgg, seed=0).images[0])
+        seams[tileable] = seam_ratio(mashup({"inputs": exemplars}, params, vgg, seed=0).images[0])
     crop = resize(pebbles, (128, 128))[..., 48:80, 48:80]
     params = build_params(ExpandParams, {**RANDOM, "size": 64, "iterations": 40, "octaves": 1, "tileable": True})
     expanded = expand({"inputs": [crop]}, params, vgg, seed=0).images[0]
-    seams["expand"] = _wrap_seam(expanded)
+    seams["expand"] = seam_ratio(expanded)
     print("wrap-around seam / inside step:", seams)
     assert seams[True] < 1.5 and seams[True] < seams[False], seams
     assert seams["expand"] < 1.5, seams

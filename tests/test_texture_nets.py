@@ -8,6 +8,7 @@ from tasks.kinds.stylize import StylizeParams
 from tasks.kinds.train_stylizer import StylizerParams
 from tasks.kinds.train_texture_net import TextureNetParams
 from tasks.texture_nets import generate, stylize, train_stylizer, train_texture_net
+from tests.conftest import seam_ratio
 
 TINY = dict(size=32, batch_size=2, scales=3, channels=4, lr=0.05)
 
@@ -40,14 +41,6 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(vgg, pebbles):
     assert resumed.record["loss_end"] == whole.record["loss_end"]
 
 
-def _seam_ratio(image):
-    img = image[0]
-    inside = torch.cat([(img[:, :, 1:] - img[:, :, :-1]).abs().mean(dim=(0, 1)),
-                        (img[:, 1:, :] - img[:, :-1, :]).abs().mean(dim=(0, 2))]).median()
-    seam = ((img[:, :, 0] - img[:, :, -1]).abs().mean() + (img[:, 0, :] - img[:, -1, :]).abs().mean()) / 2
-    return float(seam / inside)
-
-
 def _frame(image, width=3):
     """How far the colour of the outer ring departs from the rest: a frame shows as a grid when tiled."""
     ring = torch.zeros(image.shape[-2:], dtype=torch.bool)
@@ -62,7 +55,7 @@ def test_circular_padding_makes_seamless_textures_and_zero_padding_does_not(vgg,
         trained = _train(vgg, pebbles, padding=padding, iterations=40)
         images = generate({"generator": [trained.files[".safetensors"]]}, GenerateParams(size=64, count=4), vgg, 0).images
         measured[padding] = {
-            "seam": sum(_seam_ratio(i) for i in images) / 4,
+            "seam": sum(seam_ratio(i) for i in images) / 4,
             "frame": sum(_frame(i) for i in images) / 4,
             # The same ring measure with the image rolled by half: the ring is then interior pixels.
             "frame_rolled": sum(_frame(i.roll((32, 32), dims=(2, 3))) for i in images) / 4,
@@ -141,7 +134,7 @@ def test_the_residual_generator_trains_tiles_and_round_trips(vgg, pebbles, conte
     assert [tuple(i.shape) for i in out.images] == [(1, 3, 44, 68)] * 2
     assert (out.images[0] - out.images[1]).abs().mean() > 0.01
     image = generate({"generator": [trained.files[".safetensors"]]}, GenerateParams(size=64, count=1), vgg, 0).images[0]
-    assert _seam_ratio(image) < 1.5
+    assert seam_ratio(image) < 1.5
     params = StylizerParams(**{**TINY, "iterations": 20, "checkpoint_every": 20, "arch": "residual", "width": 8,
                                "lr": 0.01})
     stylizer = train_stylizer({"style": [starry], "content": [content_image]}, params, vgg, 0)
