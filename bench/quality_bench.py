@@ -27,7 +27,8 @@ from tasks.device import describe, pick_device
 from tasks.imageio import encode_png, load_image
 from tasks.imageops import scale_by
 from tasks.kind import build_params
-from tasks.quality import colour_coverage, copy_distance, matched_noise, texture_score
+from tasks.quality import (background_colour, colour_coverage, copy_distance, density_ratios, is_sparse,
+                           matched_noise, scatter_elements, texture_score)
 from tasks.registry import KINDS
 from tasks.vgg import VGGFeatures
 
@@ -79,7 +80,11 @@ def exemplars(folders: list[Path], side: int, sparse: bool) -> dict[str, torch.T
             image = load_image(str(path))
             out[path.name] = scale_by(image, side / max(image.shape[-2:]))
     if sparse:
-        out["dots on white 2x"] = sparse_exemplar(load_image(str(ROOT / "data" / "textures" / "dots.png")))
+        dots = load_image(str(ROOT / "data" / "textures" / "dots.png"))
+        out["dots on white 2x"] = sparse_exemplar(dots)
+        half = F.interpolate(dots, scale_factor=0.5, mode="area")
+        for thinning in (2, 4):  # stationary sparse textures: elements scattered, half or a quarter as dense
+            out[f"dots scattered /{thinning}"] = scatter_elements(half, (side, side), thinning=thinning)
     return out
 
 
@@ -99,18 +104,32 @@ def render(method: Method, exemplar: torch.Tensor, vgg: VGGFeatures, seed: int) 
 
 def baselines(exemplar: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
     """What a score means: a crop of the exemplar (a perfect texture up to what the crop misses),
-    the crop blurred, colour-matched noise."""
+    the crop blurred, the crop cut into 8 px tiles and shuffled (local statistics kept, arrangement lost),
+    colour-matched noise, the exemplar's background colour flat (a blank render)."""
     h, w = exemplar.shape[-2:]
     ch, cw = min(size, h), min(size, w)
     crop = exemplar[..., (h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
     return {"crop": crop, "blurred crop": F.avg_pool2d(F.pad(crop, (2, 2, 2, 2), mode="replicate"), 5, stride=1),
-            "noise": matched_noise(exemplar, (size, size))}
+            "shuffled 8 px tiles": shuffled_tiles(crop, 8), "noise": matched_noise(exemplar, (size, size)),
+            "blank": background_colour(exemplar).view(1, 3, 1, 1).expand(1, 3, size, size)}
+
+
+def shuffled_tiles(image: torch.Tensor, tile: int, seed: int = 0) -> torch.Tensor:
+    """``image`` cut into ``tile``-side squares (the remainder dropped), put back in a seeded random order."""
+    tiles = image.unfold(2, tile, tile).unfold(3, tile, tile)  # (1, 3, rows, cols, tile, tile)
+    rows, cols = tiles.shape[2:4]
+    order = torch.randperm(rows * cols, generator=torch.Generator().manual_seed(seed))
+    tiles = tiles.reshape(1, 3, rows * cols, tile, tile)[:, :, order].reshape(1, 3, rows, cols, tile, tile)
+    return tiles.permute(0, 1, 2, 4, 3, 5).reshape(1, 3, rows * tile, cols * tile)
 
 
 def measure(image: torch.Tensor, exemplar: torch.Tensor, copies: bool) -> dict:
     row = {"quality": texture_score(image, exemplar), "colour_coverage": colour_coverage(image, exemplar),
            "std": round(float(image.std()), 3)}
     row["near_uniform"] = row["std"] < NEAR_UNIFORM_STD
+    if is_sparse(exemplar):  # issue 25: elements kept? ink share and median element size over the exemplar's
+        ratios = density_ratios(image, exemplar)
+        row["ink"], row["element_size"] = round(ratios["ink"], 2), round(ratios["median_area"], 2)
     if copies:
         row["copy_distance"] = copy_distance(image, exemplar)
     return row
@@ -155,7 +174,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda line: prin
 
 
 def table(rows: list[dict]) -> str:
-    keys = ["texture", "method", "quality", "colour_coverage", "copy_distance", "near_uniform", "seconds"]
+    keys = ["texture", "method", "quality", "colour_coverage", "ink", "element_size", "copy_distance", "near_uniform",
+            "seconds"]
     fmt = lambda v: "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(row.get(k)) for k in keys) + " |" for row in rows]
@@ -168,7 +188,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quality", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--textures", nargs="*", help="folders of exemplars (default: the shipped data/textures; none: only --sparse)")
     parser.add_argument("--sparse", action="store_true", help="also data/textures/dots.png on a white canvas "
-                                                               "twice its size (not scaled)")
+                                                               "twice its size (not scaled), and its dots at half "
+                                                               "size scattered half and a quarter as dense")
     parser.add_argument("--size", type=int, default=128, help="render side")
     parser.add_argument("--exemplar-side", type=int, default=192, help="exemplars are scaled to this long side")
     parser.add_argument("--iterations", type=int, default=300, help="optimizer iterations (gatys, mrf, swd)")

@@ -22,7 +22,7 @@ SCHEMA = pa.schema([
     ("loss_end", pa.float64()), ("iterations", pa.int64()), ("device", pa.string()), ("weights", pa.string()),
     ("attempts", pa.int64()), ("error", pa.string()),
     ("started_at", pa.timestamp("ms", tz="UTC")), ("finished_at", pa.timestamp("ms", tz="UTC")),
-    ("quality", pa.float64()),  # texture kinds: 0 = like the exemplar, 1 = like noise (tasks/quality.py)
+    ("quality", pa.float64()),  # texture kinds: 0 = like the exemplar, 1 = like noise or a blank ground (tasks/quality.py)
     ("colour_coverage", pa.float64()),  # texture kinds: share of the exemplar's colours the render has
     ("versions", pa.string()),  # JSON: python, texfarm, torch, torchvision, ray, boto3, pyarrow, pillow
 ])

@@ -41,7 +41,7 @@ class ReportSummary:
 SHEET_TILES = 256  # tiles per contact sheet: 8 x 32 thumbnails, about 1.3 x 5 kpx
 PAGE_CARDS = 500  # tasks per job page: a 100,000-task job is 200 pages of ~0.5 MB, each quick to open
 PREVIEW = 8  # cards of each job on the index page
-POOR_QUALITY = 1.0  # a quality score above this is further from the exemplar than noise: flagged red
+POOR_QUALITY = 1.0  # a quality score above this is further from the exemplar than noise or its blank ground: flagged
 # ... or a render with under this share of the exemplar's colours: the score is lenient with a blank
 # render of a background-dominated exemplar (0.66 for blank dots), its colour coverage is not (0.14).
 POOR_COVERAGE = 0.3
@@ -169,8 +169,8 @@ def _card(row: dict, entry: dict, varying: list[str], root: str, id_attr: str = 
     loss = f"loss {row['loss_end']:.4g}" if row["loss_end"] is not None else ""
     secs = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
     quality = row.get("quality")
-    if quality is not None:  # tasks/quality.py: 0 like the exemplar, 1 like noise; above 1 worse than noise
-        secs += f' · <span class="quality" title="distance to the exemplar (lower is better); 1 = colour-matched noise">distance {quality:.2f}</span>'
+    if quality is not None:  # tasks/quality.py: 0 like the exemplar, 1 like noise or a blank ground; above 1 worse
+        secs += f' · <span class="quality" title="distance to the exemplar (lower is better); 1 = colour-matched noise or a blank ground">distance {quality:.2f}</span>'
     if row.get("colour_coverage") is not None:
         secs += f' · <span title="share of the exemplar\'s colours in the render">colours {row["colour_coverage"]:.0%}</span>'
     poor = " poor" if _poor(row) else ""
@@ -220,7 +220,7 @@ def _job_summary(job: str, rows: list[dict], pages: int, root: str) -> str:
     name = html.escape(job)
     links = " ".join(f'<a href="{root}{_page_path(name, n)}">{n}</a>' for n in range(1, pages + 1))
     return ('<table class="summary"><tr><th>kind</th><th>done</th><th>failed</th><th>median seconds</th>'
-            '<th>median loss</th><th title="tasks/quality.py: 0 = like the exemplar, 1 = like colour-matched noise; '
+            '<th>median loss</th><th title="tasks/quality.py: 0 = like the exemplar, 1 = like colour-matched noise or a blank ground; '
             'above 1, or few of its colours: flagged">median distance to exemplar (lower is better)</th>'
             "<th>contact sheet</th><th>pages</th></tr>"
             f"<tr><td>{html.escape(rows[0]['kind'])}</td><td>{len(done)}</td><td>{len(rows) - len(done)}</td>"
