@@ -38,12 +38,18 @@ def texture_batch(inputs: dict[str, Sequence[torch.Tensor]], params: TexturePara
         # The exemplar shrinks with the octave so texture elements keep their size relative to the output.
         factor = params.exemplar_scale * octave_size[0] / size[0]
 
+        padding = "circular" if params.tileable else "zeros"
+
         def targets() -> GramLoss:
-            with torch.no_grad():  # targets from the exemplar as a photo: zero padding, not circular
+            # The exemplar's Gram matrices under the render's padding: with random weights the padding's
+            # response dominates the deep layers' Grams (a zero-padded exemplar against a circular render:
+            # a loss of 1.9 where two noise images differ by 0.005), and a tileable render that chased the
+            # zero-padded targets rose in loss and kept patches of its start (issue 25).
+            with torch.no_grad(), vgg.padding(padding):
                 feats = vgg(scale_by(exemplar, factor, min_side=16), params.layers)
             return GramLoss.from_features([feats], weights)
 
-        gram_loss = vgg.cached(("gram", key, factor, tuple(weights.items())), targets)
+        gram_loss = vgg.cached(("gram", key, factor, padding, tuple(weights.items())), targets)
         return lambda x: with_tv(gram_loss.per_image_of_grams(vgg(x, params.layers, at_tap=gram_at_tap)), x, params)
 
     mean = exemplar.mean(dim=(2, 3), keepdim=True)
