@@ -160,3 +160,19 @@ def test_a_tileable_texture_matches_its_exemplar_like_a_plain_one(vgg, pebbles):
     tiled = _texture(vgg, exemplar, size=64, iterations=60, tileable=True).record
     assert tiled["loss_end"] * 5 < tiled["loss_start"], tiled
     assert tiled["quality"] < 1.5 * plain["quality"] + 0.05, (tiled["quality"], plain["quality"])
+
+
+def test_the_random_weights_preset_beats_the_defaults_on_the_shipped_textures(vgg):
+    """Issue 25: with random weights the defaults paint the zero padding's response as a frame round a
+    washed-out middle; the preset (circular padding) scores 2-5x better on the yardstick (80 px, 60
+    iterations: pebbles 0.16 -> 0.08, red peppers 0.28 -> 0.14, water 0.48 -> 0.10). Dots at this size is a
+    coin toss either way (docs/quality.md), so it is measured in the docs, not here."""
+    from tasks.imageio import load_image
+    from tasks.kinds.texture import KIND
+    from tests.conftest import DATA
+
+    for name in ("pebbles.jpg", "red_peppers.jpg", "water.jpg"):
+        exemplar = scale_to_long_side(load_image(str(DATA / "textures" / name)), 128)
+        default = _texture(vgg, exemplar, size=80, iterations=60).record["quality"]
+        preset = _texture(vgg, exemplar, size=80, iterations=60, **KIND.preset("random-weights")).record["quality"]
+        assert preset < 0.7 * default, (name, preset, default)
