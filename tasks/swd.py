@@ -68,11 +68,15 @@ def swd_texture(inputs: dict[str, Sequence[torch.Tensor]], params: SWDParams, vg
     def objective_for(octave_size: tuple[int, int]) -> Objective:
         factor = params.exemplar_scale * octave_size[0] / size[0]
 
+        padding = "circular" if params.tileable else "zeros"
+
         def targets() -> dict[str, torch.Tensor]:
-            with torch.no_grad():
+            # Under the render's padding, as for Gatys (tasks/gatys.py): with random weights a zero-padded
+            # exemplar's border response is a large part of its deep features' distribution.
+            with torch.no_grad(), vgg.padding(padding):
                 return vgg(scale_by(exemplar, factor, min_side=16), params.layers)
 
-        features = vgg.cached(("features", key, factor, tuple(params.layers)), targets)
+        features = vgg.cached(("features", key, factor, padding, tuple(params.layers)), targets)
         loss = SlicedWassersteinLoss(features, weights, params.directions, seed)
         return Objective(lambda x: with_tv(loss.per_image(vgg(x, params.layers)), x, params), loss.refresh)
 

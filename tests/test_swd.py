@@ -29,3 +29,18 @@ def test_render_swd_lowers_the_loss(tmp_path, capsys):
     printed = capsys.readouterr().out
     start, end = (float(v) for v in printed.split("loss ")[1].split(" in ")[0].split(" -> "))
     assert end < 0.5 * start, printed
+
+
+def test_a_tileable_render_matches_its_exemplar_like_a_plain_one(vgg):
+    """Issue 25: the exemplar's features were taken with zero padding while a tileable render runs with
+    circular padding; with random weights the border response is a large part of the deep features, and
+    the tileable render scored 0.49 against 0.13 untiled (water, 80 px). Now 0.13 both."""
+    from tasks.imageio import load_image
+    from tasks.imageops import scale_to_long_side
+    from tasks.kinds.swd import SWDParams
+    from tasks.swd import swd_texture
+
+    exemplar = scale_to_long_side(load_image(str(DATA / "textures" / "water.jpg")), 128)
+    plain, tiled = (swd_texture({"inputs": [exemplar]}, SWDParams(size=80, iterations=60, tileable=tileable), vgg,
+                                0).record["quality"] for tileable in (False, True))
+    assert tiled < 1.5 * plain + 0.05, (tiled, plain)
