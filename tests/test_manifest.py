@@ -147,8 +147,8 @@ def test_a_preset_sets_its_values_and_the_jobs_params_win(tmp_path):
 def test_an_unknown_preset_names_the_kinds_presets(tmp_path):
     problems = _problems(tmp_path, MRF_JOB.replace("PRESET", "preset: random"))
     assert any("preset" in p and "random-weights" in p and "'random'" in p for p in problems), problems
-    problems = _problems(tmp_path, GOOD.replace("    seeds: 3\n", "    seeds: 3\n    preset: random-weights\n"))
-    assert any("kind 'texture' has no preset" in p and "none" in p for p in problems), problems
+    problems = _problems(tmp_path, GOOD.replace("    seeds: [0, 5]\n", "    seeds: [0, 5]\n    preset: random-weights\n"))
+    assert any("kind 'style' has no preset" in p and "none" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])

@@ -95,8 +95,8 @@ def test_expand_keeps_the_crop_in_place_and_the_new_area_is_texture(pebbles, vgg
     assert result.shape == (1, 3, 128, 128)
     assert torch.equal(result[..., 32:96, 32:96], _png_roundtrip(crop))  # centred, bit-identical
     assert out.record["anchor_box"] == [32, 32, 96, 96] and out.record["made_pixels"] == 128 * 128 - 64 * 64
-    # The new area (the top and bottom bands) against the crop on the project's yardstick (0 = alike,
-    # 1 = colour-matched noise), beside baselines measured here: the crop's colours smeared outwards
+    # The new area (the top and bottom bands) against the crop on the project's yardstick (0 = alike, 1 = no
+    # better than noise or a blank ground), beside baselines measured here: the crop's colours smeared outwards
     # (what the start is, without a critic) and real pebbles from the same place in the exemplar.
     from tasks.region import smooth_fill
 
@@ -112,7 +112,9 @@ def test_expand_keeps_the_crop_in_place_and_the_new_area_is_texture(pebbles, vgg
     made, smear = texture_score(bands(result), crop), texture_score(bands(smeared), crop)
     real = texture_score(bands(resize(pebbles, (128, 128))), crop)
     print(f"new area {made:.3f}; baselines: smeared crop {smear:.3f}, real pebbles {real:.3f}")
-    assert made < 0.6 and made < smear
+    # Yardstick version 2 (issue 25; stricter than version 1, which read 0.44 / 0.07 here): made 0.75, smeared
+    # 2.34, real pebbles 0.15. The made area beats a trivial render (1) and the smear clearly.
+    assert made < 1.0 and made < smear / 2
 
 
 def test_expand_anchors_and_refuses_a_smaller_canvas(pebbles, vgg):
