@@ -143,9 +143,11 @@ def solve_octaves(
                 start = (start + jitter * seeded_noise(seed + len(records), octave_size, torch.zeros(1, 3, 1, 1),
                                                         start.device, std=1.0, clamp=False)).clamp(0, 1)
         clock = time.perf_counter()
-        objective = objective_for(octave_size)
+        padding = "circular" if params.tileable else "zeros"
+        with vgg.padding(padding):  # the targets under the render's padding (docs/quality.md: random weights)
+            objective = objective_for(octave_size)
         setup = time.perf_counter() - clock
-        with vgg.padding("circular" if params.tileable else "zeros"):
+        with vgg.padding(padding):
             result = optimize(
                 start, objective, iterations, method=params.optimizer, lr=params.lr,
                 check_every=params.check_every, divergence_factor=params.divergence_factor,

@@ -17,9 +17,8 @@ share the blind spots of the losses it judges.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import math
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -168,29 +167,47 @@ def element_labels(ink: torch.Tensor) -> torch.Tensor:
         labels = spread
 
 
+def _element_areas(image: torch.Tensor, background: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Pixel counts of the connected elements of ``image`` (1, 3, H, W) away from ``background``."""
+    img = image.detach().cpu().float().clamp(0, 1)[0]
+    ink = (img - background.view(3, 1, 1)).norm(dim=0) > threshold
+    return torch.bincount(element_labels(ink).flatten())[1:]
+
+
+def _windows(exemplar: torch.Tensor, size: tuple[int, int]) -> list[torch.Tensor]:
+    """Non-overlapping windows of ``size`` tiling ``exemplar`` (the whole exemplar when it is smaller)."""
+    h, w = exemplar.shape[-2:]
+    wh, ww = min(size[0], h), min(size[1], w)
+    return [exemplar[..., y : y + wh, x : x + ww] for y in range(0, h - wh + 1, wh) for x in range(0, w - ww + 1, ww)]
+
+
 def element_stats(image: torch.Tensor, background: torch.Tensor, threshold: float = 0.25,
-                  min_area: int = 1) -> dict[str, float]:
+                  min_area: int = 1, window: Optional[tuple[int, int]] = None) -> dict[str, float]:
     """Elements of a sparse texture: pixels further than ``threshold`` (RGB distance) from ``background``,
     grouped into connected elements; elements under ``min_area`` pixels (pixel noise) are not counted.
     ``ink``: the share of pixels in counted elements; ``per_kpx``: elements per 1000 pixels;
-    ``median_area``: their median size in pixels (0 without elements)."""
-    img = image.detach().cpu().float().clamp(0, 1)[0]
-    ink = (img - background.view(3, 1, 1)).norm(dim=0) > threshold
-    labels = element_labels(ink)
-    areas = torch.bincount(labels.flatten())[1:]
+    ``median_area``: their median size in pixels (0 without elements). With ``window`` the statistics
+    pool windows of that size tiling ``image``, so elements cut by a window's border count as they do in
+    a render of that size (a 64 px render of 20 px dots cuts half of them)."""
+    parts = _windows(image, window) if window else [image]
+    areas = torch.cat([_element_areas(part, background, threshold) for part in parts])
     areas = areas[areas >= min_area]
-    pixels = float(ink.numel())
+    pixels = float(sum(part[0, 0].numel() for part in parts))
     return {"ink": float(areas.sum()) / pixels, "per_kpx": 1000.0 * areas.numel() / pixels,
             "median_area": float(areas.float().median()) if areas.numel() else 0.0}
 
 
-def density_ratios(output: torch.Tensor, exemplar: torch.Tensor, threshold: float = 0.25) -> dict[str, float]:
-    """The render's elements against the exemplar's (1 = the same): ink share, elements per pixel, median
-    element size. Elements smaller than a quarter of the exemplar's median element are noise, in both."""
+def density_ratios(output: torch.Tensor, exemplar: torch.Tensor, threshold: float = 0.25,
+                   tileable: bool = False) -> dict[str, float]:
+    """The render's elements against those of the exemplar's windows of the render's size (1 = the same):
+    ink share, elements per pixel, median element size. Elements smaller than a quarter of the exemplar's
+    median element are noise, in both. ``tileable``: the render wraps around, so it is measured tiled 2x2
+    (an element that crosses its edge is whole there) against windows of that size."""
+    if tileable:
+        output = output.repeat(1, 1, 2, 2)
     ground = background_colour(exemplar)
-    reference = element_stats(exemplar, ground, threshold)
-    min_area = max(1, int(reference["median_area"] // 4))
-    reference = element_stats(exemplar, ground, threshold, min_area)
+    min_area = max(1, int(element_stats(exemplar, ground, threshold)["median_area"] // 4))
+    reference = element_stats(exemplar, ground, threshold, min_area, window=tuple(output.shape[-2:]))
     got = element_stats(output, ground, threshold, min_area)
     return {key: got[key] / reference[key] if reference[key] else float("nan") for key in got}
 

@@ -13,6 +13,7 @@ from tasks.imageio import load_image
 from tasks.imageops import resize
 from tasks.kind import build_params
 from tasks.kinds.mrf import RANDOM_WEIGHTS, MRFParams
+from tasks.kinds.mrf_style import RANDOM_WEIGHTS as STYLE_RANDOM_WEIGHTS
 from tasks.kinds.mrf_style import MRFStyleParams
 from tasks.kinds.style import StyleParams
 from tasks.gatys import style
@@ -91,7 +92,7 @@ def test_gatys_style_with_maps_takes_one_gram_matrix_per_region(halves, vgg):
 def test_mrf_style_with_maps_keeps_the_content_regions_style(halves, vgg):
     water, peppers, style_image, style_map = halves
     content = resize(load_image(str(DATA / "content" / "golden_gate.jpg")), (32, 32))
-    params = build_params(MRFStyleParams, {**RANDOM_WEIGHTS, "size": 32, "iterations": 20, "octaves": 1,
+    params = build_params(MRFStyleParams, {**STYLE_RANDOM_WEIGHTS, "size": 32, "iterations": 20, "octaves": 1,
                                            "content_weight": 0.1})
     out = mrf_style({"content": [content], "style": [style_image], "style_map": [style_map],
                      "target_map": [_two_colours(BLUE, RED, 32, 32)]}, params, vgg, 0)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..kind import Kind, Size, param
 from ..params import LAYER
-from .mrf import MAP_ROLES, RANDOM_WEIGHTS, MRFParams
+from .mrf import MAP_ROLES, MRFParams
 
 
 @dataclass
@@ -18,6 +18,9 @@ class MRFStyleParams(MRFParams):
     style_scale: float = param(1.0, above=0, max=16, help="style long side = style_scale x output long side")
     noise: float = param(0.0, min=0, help="std of noise injected into each upsampled octave start")
 
+
+# The `mrf` preset's smoothing; not its circular padding: a content photo does not wrap around.
+RANDOM_WEIGHTS = {"tv_weight": 1.0}
 
 KIND = Kind("mrf_style", "Li & Wand (CNNMRF) style transfer; style_map + target_map (the content's map) keep "
             "each region's style", MRFStyleParams, run="tasks.mrf:mrf_style", fanout="content", exemplars=("style",),
