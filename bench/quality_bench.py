@@ -162,7 +162,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda line: prin
             rows.append({"texture": name, "method": f"baseline: {label}", "seconds": 0.0,
                          **measure(image, exemplar, copies=label == "crop")})
         for method in methods(args.size, args.iterations, args.train_steps, args.train_batch, args.net_variants):
-            if args.only and not any(word in method.name for word in args.only):
+            if args.only and not any(word in method.name for word in args.only) or \
+                    any(word in method.name for word in args.skip or ()):
                 continue
             image, seconds = render(method, exemplar.to(device), vgg, args.seed)
             row = {"texture": name, "method": method.name, "seconds": round(seconds, 1),
@@ -198,6 +199,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--net-variants", action="store_true", help="also batch norm (BN, the 2016 paper) and "
                                                                       "instance norm with the diversity term (IN+div, 2017)")
     parser.add_argument("--only", nargs="+", help="only the methods whose name contains one of these words")
+    parser.add_argument("--skip", nargs="+", help="not the methods whose name contains one of these words")
     parser.add_argument("--weights", default="random", help="VGG19 weights (random, imagenet, a path)")
     parser.add_argument("--device")
     parser.add_argument("--seed", type=int, default=0)

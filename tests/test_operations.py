@@ -181,7 +181,9 @@ def test_tileable_mashup_and_expand_wrap_around_without_a_seam(pebbles, vgg):
                                              "octaves": 1, "tileable": tileable})
         seams[tileable] = seam_ratio(mashup({"inputs": exemplars}, params, vgg, seed=0).images[0])
     crop = resize(pebbles, (128, 128))[..., 48:80, 48:80]
-    params = build_params(ExpandParams, {**RANDOM, "size": 64, "iterations": 40, "octaves": 1, "tileable": True})
+    # 80 iterations: since the source's targets are taken under the render's circular padding (issue 25) the
+    # wrap-around step after 40 reads 1.53 / 1.46 (seeds 0 / 1) against 1.11 / 1.07 after 80; 0.86 at 40 before.
+    params = build_params(ExpandParams, {**RANDOM, "size": 64, "iterations": 80, "octaves": 1, "tileable": True})
     expanded = expand({"inputs": [crop]}, params, vgg, seed=0).images[0]
     seams["expand"] = seam_ratio(expanded)
     print("wrap-around seam / inside step:", seams)
