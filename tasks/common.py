@@ -118,6 +118,12 @@ def octave_record(size: tuple[int, int], result: OptimResult) -> dict:
     }
 
 
+def network_padding(params: OptimParams) -> str:
+    """VGG's padding for a render and for its targets, which must agree: with random weights the padding's
+    response dominates the deep layers (docs/quality.md). Circular for a tileable render."""
+    return "circular" if params.tileable else params.padding
+
+
 def solve_octaves(
     params: OptimParams,
     vgg: VGGFeatures,
@@ -143,7 +149,7 @@ def solve_octaves(
                 start = (start + jitter * seeded_noise(seed + len(records), octave_size, torch.zeros(1, 3, 1, 1),
                                                         start.device, std=1.0, clamp=False)).clamp(0, 1)
         clock = time.perf_counter()
-        padding = "circular" if params.tileable else "zeros"
+        padding = network_padding(params)
         with vgg.padding(padding):  # the targets under the render's padding (docs/quality.md: random weights)
             objective = objective_for(octave_size)
         setup = time.perf_counter() - clock

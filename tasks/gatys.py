@@ -7,7 +7,8 @@ from typing import Sequence
 
 import torch
 
-from .common import Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_quality, with_tv
+from .common import (Stopwatch, TaskOutput, base_record, network_padding, seeded_noise, solve_octaves, with_quality,
+                     with_tv)
 from .imageops import keep_colors, resize, scale_by, scale_to_long_side
 from .losses import ContentLoss, GramLoss, GuidedGramLoss, gram, gram_at_tap, normalized_weights
 from .params import parse_size
@@ -38,7 +39,7 @@ def texture_batch(inputs: dict[str, Sequence[torch.Tensor]], params: TexturePara
         # The exemplar shrinks with the octave so texture elements keep their size relative to the output.
         factor = params.exemplar_scale * octave_size[0] / size[0]
 
-        padding = "circular" if params.tileable else "zeros"
+        padding = network_padding(params)
 
         def targets() -> GramLoss:
             # The exemplar's Gram matrices under the render's padding: with random weights the padding's

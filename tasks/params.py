@@ -33,6 +33,10 @@ class OptimParams:
     octaves: int = param(1, min=1, max=8, help="coarse-to-fine levels, each half the size of the next",
                          paper="1 (texturize: 5)")
     tileable: bool = param(False, help="circular padding in VGG's convolutions: the result wraps without a seam")
+    padding: str = param("zeros", choices=("zeros", "reflect"), help="VGG's padding when not tileable, for the "
+                                                                    "render and its targets: reflect has no border "
+                                                                    "frame (random weights need it)",
+                         paper="zeros")
     tv_weight: float = param(0.0, min=0, help="total-variation smoothing", paper="none (neural-style: 1e-3 on "
                                                                                  "raw losses)")
     check_every: int = param(10, min=1, help="iterations between divergence checks")
@@ -134,4 +138,7 @@ class RegionParams(PatchParams, OptimParams):
 # Measured on a 16 px hole in a 64x48 photo with seeded random weights (tests/test_operations.py): their
 # critics accept pixel noise in a made region (avg pooling averages it away); without smoothing the
 # steps across the seam average 0.44 (the photo's own: 0.11, its 90th percentile 0.29), with 0.3: 0.17.
-REGION_RANDOM_WEIGHTS = {"tv_weight": 0.3}
+# Reflect padding: the zero padding's response dominates random weights' deep layers, so zero padding drew a
+# grey frame round an expanded canvas (the made area 0.75 on the yardstick, real pebbles 0.15; reflect: 0.15)
+# and a frame round every cropped loss window.
+REGION_RANDOM_WEIGHTS = {"tv_weight": 0.3, "padding": "reflect"}

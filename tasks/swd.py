@@ -9,7 +9,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .common import Objective, Stopwatch, TaskOutput, base_record, seeded_noise, solve_octaves, with_quality, with_tv
+from .common import (Objective, Stopwatch, TaskOutput, base_record, network_padding, seeded_noise, solve_octaves,
+                     with_quality, with_tv)
 from .gatys import content_key
 from .imageops import scale_by
 from .kinds.swd import SWDParams
@@ -68,7 +69,7 @@ def swd_texture(inputs: dict[str, Sequence[torch.Tensor]], params: SWDParams, vg
     def objective_for(octave_size: tuple[int, int]) -> Objective:
         factor = params.exemplar_scale * octave_size[0] / size[0]
 
-        padding = "circular" if params.tileable else "zeros"
+        padding = network_padding(params)
 
         def targets() -> dict[str, torch.Tensor]:
             # Under the render's padding, as for Gatys (tasks/gatys.py): with random weights a zero-padded
