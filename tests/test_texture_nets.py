@@ -147,3 +147,14 @@ def test_the_residual_generator_trains_tiles_and_round_trips(vgg, pebbles, conte
 
     data = stylizer.files[".safetensors"]
     assert _generator(data, torch.device("cpu")) is _generator(bytes(data), torch.device("cpu"))
+
+
+def test_a_texture_net_without_a_sample_grid_is_refused_before_training():
+    """`samples: 0` passed validation and crashed after the whole training (an empty batch through the
+    generator's instance norm): the grid is the task's picture, so at least one sample."""
+    import pytest
+
+    from tasks.kind import build_params
+
+    with pytest.raises(ValueError, match="at least 1"):
+        build_params(TextureNetParams, {"samples": 0})

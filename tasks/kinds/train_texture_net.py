@@ -38,7 +38,8 @@ class TextureNetParams:
     layer_weights: Optional[list[float]] = layer_weights_param()
     exemplar_scale: float = param(1.0, above=0, max=16, help="resize the exemplar first")
     checkpoint_every: int = param(200, min=1, help="steps; a preempted training loses at most this many")
-    samples: int = param(4, min=0, max=64, help="images in the sample grid saved with each checkpoint")
+    samples: int = param(4, min=1, max=64, help="images in the sample grid (the task's picture) saved with each "
+                                                "checkpoint")
 
 
 KIND = Kind("train_texture_net", "train a Texture Network generator (Ulyanov et al.) on an exemplar",
