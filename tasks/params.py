@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from .kind import Size, param
 
@@ -21,6 +21,10 @@ GATYS_STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 # Li & Wand 2016 "Combining MRFs and CNNs for image synthesis" (CNNMRF): 3x3 patches of relu3_1 and
 # relu4_1, nearest neighbours by normalized cross-correlation, coarse to fine.
 MRF_LAYERS = ["relu3_1", "relu4_1"]
+# A repair's MRF critic also matches shallow patches: the seam between kept and made pixels is a few
+# pixels wide, and relu3_1/relu4_1 patches (16-32 px across) do not see it. Measured (16 px hole, random
+# weights): deep layers only leave saturated colour noise in the hole (seam step 0.37, the photo's 0.11).
+REPAIR_MRF_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
 
 
 @dataclass
@@ -123,10 +127,12 @@ def parse_size(size: Size, aspect_from: Optional[tuple[int, int]] = None) -> tup
 class RegionParams(PatchParams, OptimParams):
     """Known pixels + a synthesized region (repair, expand, enhance, mashup; tasks/region.py): the
     critic, its layers and the source's scale; the MRF matching settings apply with `loss: mrf`."""
+    mrf_layers: ClassVar[tuple[str, ...]] = tuple(MRF_LAYERS)  # the MRF critic's layers when `layers` is null
     loss: str = param("gram", choices=("gram", "mrf"), help="the texture critic: gram (Gatys et al., global "
                                                           "statistics) or mrf (Li & Wand, patches)")
     layers: Optional[list[str]] = param(None, choices=LAYER, help="VGG19 layers of the critic; null: relu1_1, "
-                                        "pool1..pool4 for gram, relu3_1 + relu4_1 for mrf")
+                                        "pool1..pool4 for gram, relu3_1 + relu4_1 for mrf (repair: relu1_1.."
+                                        "relu4_1)")
     layer_weights: Optional[list[float]] = layer_weights_param()
     source_scale: float = param(1.0, above=0, max=16, help="resize the source texture first: larger means bigger "
                                                            "texture elements")

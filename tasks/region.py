@@ -22,13 +22,14 @@ from .common import Objective, seeded_noise, solve_octaves, with_tv
 from .imageops import resize, scale_by
 from .losses import GramLoss, gram, guided_gram, normalized_weights
 from .mrf import MRFLoss, augmented, balanced_octave
-from .params import GATYS_TEXTURE_LAYERS, MRF_LAYERS, RegionParams
+from .params import GATYS_TEXTURE_LAYERS, RegionParams
 from .vgg import VGGFeatures
 
 
 def loss_layers(params: RegionParams) -> list[str]:
-    """The layers asked for, else the critic's own: Gatys' five for gram, relu3_1 + relu4_1 for mrf."""
-    return list(params.layers or (GATYS_TEXTURE_LAYERS if params.loss == "gram" else MRF_LAYERS))
+    """The layers asked for, else the critic's own: Gatys' five for gram, relu3_1 + relu4_1 for mrf
+    (repair: relu1_1..relu4_1, its seam is pixels wide)."""
+    return list(params.layers or (GATYS_TEXTURE_LAYERS if params.loss == "gram" else params.mrf_layers))
 
 
 class Critic:
