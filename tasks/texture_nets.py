@@ -130,7 +130,10 @@ def train_texture_net(inputs: dict[str, Sequence[torch.Tensor]], params: Texture
     size = parse_size(params.size)
     model = _new_generator(params, seed, device)
     exemplar = scale_by(inputs["inputs"][0].to(device), params.exemplar_scale, min_side=16)
-    with torch.no_grad():
+    # VGG judges the samples and the exemplar with the generator's own padding: a circular generator's
+    # samples tile, and judged with zero padding (whose response dominates random weights' deep layers)
+    # it learnt black blobs for magenta dots (docs/quality.md, Texture Networks on a sparse texture).
+    with torch.no_grad(), vgg.padding(params.padding):
         gram_loss = GramLoss.from_features([vgg(exemplar, params.layers)], normalized_weights(params.layers, params.layer_weights))
     if params.diversity_weight and params.batch_size < 2:
         raise ValueError("diversity_weight needs batch_size >= 2: the term compares the samples of a batch")
@@ -144,7 +147,8 @@ def train_texture_net(inputs: dict[str, Sequence[torch.Tensor]], params: Texture
         return total
 
     trainer = _Trainer(model, params, seed, checkpoints, device)
-    stats = trainer.run(loss, lambda step: (model.noise(params.batch_size, size, _step_seed(seed, step), device), None))
+    with vgg.padding(params.padding):
+        stats = trainer.run(loss, lambda step: (model.noise(params.batch_size, size, _step_seed(seed, step), device), None))
     return _output(trainer, size, seed, stats)
 
 

@@ -26,7 +26,8 @@ class TextureNetParams:
     scales: int = param(5, min=1, max=8, help="noise scales", paper="K = 5 or 6")
     channels: int = param(8, min=1, help="channels per scale, concatenated as the scales join", paper="8")
     padding: str = param("circular", choices=("circular", "zeros", "reflect"), help="the generator's padding "
-                         "(circular: tileable textures)", paper="zeros")
+                         "(circular: tileable textures), and VGG's when it judges the samples and the exemplar",
+                         paper="zeros")
     norm: str = param("instance", choices=("batch", "instance"), help="normalization in the generator (instance: "
                       "0.101 against 0.145 for batch on the quality yardstick, docs/quality.md)",
                       paper="batch (2017: instance)")
