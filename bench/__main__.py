@@ -53,6 +53,8 @@ def main(argv=None) -> int:
                         help="--pipeline: time the first run, actor start-up included (a smoke test, not a figure)")
     parser.add_argument("--mrf", action="store_true", help="also the MRF task and the patch matching")
     parser.add_argument("--chunk", type=int, default=4096, help="MRF matching chunk")
+    parser.add_argument("--matching", nargs="+", default=["1024x4096", "4096x16384"], metavar="QUERIESxPATCHES",
+                        help="--mrf: the patch-matching shapes (queries x exemplar patches, 2304-dim features)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="also measure the network in this precision (against fp32, same run)")
     parser.add_argument("--channels-last", action="store_true", help="also measure channels-last")
@@ -118,7 +120,8 @@ def main(argv=None) -> int:
         for mrf_row, gatys_row in zip(mrf_rows, rows):
             mrf_row["gatys_seconds"] = gatys_row["seconds_per_texture"]
             mrf_row["mrf_over_gatys"] = mrf_row["seconds_per_texture"] / gatys_row["seconds_per_texture"]
-        match = [matching_row(device, q, m, 256 * 9, args.chunk) for q, m in ((1024, 4096), (4096, 16384))]
+        shapes = [tuple(int(n) for n in shape.lower().split("x")) for shape in args.matching]
+        match = [matching_row(device, q, m, 256 * 9, args.chunk) for q, m in shapes]
         out.append(f"## MRF texture vs Gatys (same sizes, iterations, device)\n\n{header}\n\n{_table(mrf_rows)}")
         out.append(f"## Patch matching vs a plain matrix product of the same shape\n\n{header}\n\n{_table(match)}")
     if args.nets:

@@ -12,11 +12,13 @@ pytestmark = pytest.mark.slow
 
 def test_benchmark_runs_at_a_tiny_size(tmp_path):
     # Every section at 32 px but --compile (the compiled network is checked against eager in test_vgg.py and
-    # test_network_options.py), the pipeline without its warm-up runs: 144 s -> about 100 s on this 2-core box.
+    # test_network_options.py), the pipeline without its warm-up runs. The second network variant is channels-last
+    # fp32 (bf16 is checked against fp32 in test_vgg.py; on a CPU without bf16 units its exemplar targets alone
+    # took 130 s) and the patch matching one small shape (the default 4096x16384 took 95 s): 428 s -> about 190 s.
     out = tmp_path / "bench.md"
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "bench", "--sizes", "32", "--iterations", "2", "--mrf", "--nets",
-         "--train-steps", "2", "--batch", "2", "--precision", "bf16", "--optimizer", "--reference", "--pipeline", "--no-warmup", "--tasks", "1",
+         "--train-steps", "2", "--batch", "2", "--channels-last", "--matching", "256x1024", "--optimizer", "--reference", "--pipeline", "--no-warmup", "--tasks", "1",
          "--output", str(out)],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -28,7 +30,8 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
                     "Peak memory of one evaluation",
                     "The performance goals against this run"):
         assert heading in text, heading
-    assert "| bf16 | 32 |" in text
+    assert "| fp32 + channels_last | 32 |" in text
+    assert "| 256 | 1024 | 2304 |" in text  # the matching shape asked for
     breakdown = text.split("Where a render's time goes")[1].split("## ")[0]
     assert all(f"| {kind} | 32 |" in breakdown for kind in ("texture", "style", "mrf", "swd")), breakdown
     # a 32 px CPU run is not the goals' setting: every goal row says so
