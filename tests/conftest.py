@@ -21,7 +21,9 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-torch.set_num_threads(2)
+# Two threads for one test process; one each when pytest-xdist runs two (make test), so that the
+# workers do not fight over the cores.
+torch.set_num_threads(2 if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") == "1" else 1)
 
 
 @pytest.fixture(scope="session")
