@@ -136,6 +136,13 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from tasks.registry import KINDS
 
@@ -177,6 +184,9 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write {output}/_report/: index.html, paginated job pages, contact sheets")
     report.add_argument("output", help="the manifest's output prefix or folder")
     report.add_argument("--endpoint-url")
+    report.add_argument("--max-input-pixels", type=_positive_int, metavar="N",
+                        help="the run's limits.max_input_pixels, when it raised or lowered it: inputs over N get "
+                             "no thumbnail, as their tasks refused them (default: the run's default limit)")
     sub.add_parser("bench", help="benchmarks on this device; options: `texfarm bench --help`", add_help=False)
     cat = sub.add_parser("catalog", help="summarize a run's catalog")
     cat.add_argument("output", help="the manifest's output prefix or folder")
@@ -484,7 +494,8 @@ def _export(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import build_report
 
-    result = build_report(Storage(StorageConfig(endpoint_url=args.endpoint_url)), args.output.rstrip("/"))
+    result = build_report(Storage(StorageConfig(endpoint_url=args.endpoint_url)), args.output.rstrip("/"),
+                          max_input_pixels=args.max_input_pixels)
     print(f"{result.index_uri} ({result.tasks} tasks, {result.new_thumbnails} new thumbnails)")
     return EXIT_OK
 

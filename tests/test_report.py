@@ -119,6 +119,23 @@ def test_regenerating_only_adds_what_is_new(report_run):
     assert third.pages_written == ["jobs/sweep/1.html", "index.html"]  # job "mixed" is untouched
 
 
+def test_a_standalone_report_takes_the_runs_input_pixel_limit(report_run, tmp_path):
+    """`texfarm report OUT` long after the run: an input over the run's limits.max_input_pixels (its task
+    refused it) gets no thumbnail, so the report must be told a limit the run changed."""
+    from pipelines.cli import main
+
+    _, manifest, _ = report_run
+    inputs = Path(manifest.output) / "_report" / "inputs"
+    assert list(inputs.glob("*.jpg")), "the run's own report shows its inputs"
+    copy = tmp_path / "out"
+    shutil.copytree(manifest.output, copy, ignore=shutil.ignore_patterns("_report"))
+    assert main(["report", str(copy), "--max-input-pixels", "1000"]) == 0
+    assert not (copy / "_report" / "inputs").exists() or not list((copy / "_report" / "inputs").glob("*.jpg"))
+    with pytest.raises(SystemExit) as refused:
+        main(["report", str(copy), "--max-input-pixels", "0"])
+    assert refused.value.code == 2
+
+
 def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
