@@ -7,7 +7,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.manifest import ManifestError, parse_manifest
 from tasks.kind import MISSING, param_info
-from tasks.kinds.docs import yaml_text
+from tasks.kinds.docs import table, yaml_text
 from tasks.registry import KINDS
 from tests.conftest import DATA, REPO
 
@@ -81,3 +81,5 @@ def test_readme_parameter_tables_match_the_declarations():
         rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", match.group(1), re.M))
         declared = {name: yaml_text(p.default) for name, p in param_info(kind.params).items()}
         assert rows == declared, kind.name
+        # The whole block, help texts and presets too, is what the generator writes.
+        assert match.group(0) == table(kind.name), f"{kind.name}: run python -m tasks.kinds.docs README.md"

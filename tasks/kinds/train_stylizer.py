@@ -11,6 +11,9 @@ from .train_texture_net import TextureNetParams
 
 @dataclass
 class StylizerParams(TextureNetParams):
+    # Unlike train_texture_net's, this critic keeps VGG's zero padding: a stylized photo does not tile.
+    padding: str = param("circular", choices=("circular", "zeros", "reflect"), help="the generator's padding",
+                         paper="zeros")
     style_layers: list[str] = param(GATYS_STYLE_LAYERS, choices=LAYER, help="VGG19 layers of the style loss")
     style_layer_weights: Optional[list[float]] = layer_weights_param()
     content_layer: str = param("relu4_2", choices=LAYER, help="VGG19 layer of the content loss")
