@@ -26,6 +26,7 @@ from .params import parse_size
 from .kinds.mrf import MRFParams
 from .kinds.mrf_style import MRFStyleParams
 from .semantic import SemanticMaps, semantic_maps
+from .quality import is_sparse
 from .patches import balanced_patches, extract_patches, grouped_capacity, nearest_patches, sample_capacity
 from .vgg import VGGFeatures
 
@@ -213,10 +214,23 @@ class MRFLoss:
         return total
 
 
+def resolve_matching(matching: str, exemplars: Sequence[torch.Tensor]) -> str:
+    """``auto``: ``balanced`` for exemplars of elements on a plain ground, else ``balanced-coarsest``.
+    On such an exemplar nearest matching at the finer octaves keeps every blob the upsampled start holds
+    and sharpens it into an element (bars on white: 4-8x the exemplar's ink), or lets the ground win
+    (dots: blank); balanced assignment keeps the elements' share. On a dense texture it forces rare
+    patches in and speckles the render (red peppers 0.26 -> 0.56 on the yardstick): docs/quality.md."""
+    if matching != "auto":
+        return matching
+    return "balanced" if all(is_sparse(e) for e in exemplars) else "balanced-coarsest"
+
+
 def balanced_octave(matching: str, octave: int, octaves: int) -> bool:
-    """Whether octave ``octave`` (0 = coarsest) matches by balanced assignment. ``balanced-coarsest``
-    lays the exemplar's elements out at the coarsest octave, in their proportions, and the finer
-    octaves refine with nearest matching, which keeps them (measured: docs/quality.md)."""
+    """Whether octave ``octave`` (0 = coarsest) matches by balanced assignment (``matching`` resolved).
+    ``balanced-coarsest`` lays the exemplar's elements out at the coarsest octave, in their proportions,
+    and the finer octaves refine with nearest matching (measured: docs/quality.md)."""
+    if matching == "auto":
+        raise ValueError("resolve_matching first: 'auto' depends on the exemplar")
     return matching == "balanced" or (matching == "balanced-coarsest" and octave == 0)
 
 
@@ -245,10 +259,11 @@ def mrf(inputs: dict[str, Sequence[torch.Tensor]], params: MRFParams, vgg: VGGFe
     size = parse_size(params.size, aspect_from=tuple(maps.target.shape[-2:]) if maps else None)
     weights = normalized_weights(params.layers, params.layer_weights)
     losses: list[MRFLoss] = []
+    matching = resolve_matching(params.matching, [exemplar])
 
     def objective_for(octave_size: tuple[int, int]):
         factor = params.exemplar_scale * octave_size[0] / size[0]
-        balanced = balanced_octave(params.matching, len(losses), params.octaves)
+        balanced = balanced_octave(matching, len(losses), params.octaves)
         loss = _exemplar_loss(vgg, scale_by(exemplar, factor, min_side=16), params, weights, seed + len(losses), balanced,
                               maps, octave_size)
         losses.append(loss)
@@ -265,6 +280,7 @@ def mrf(inputs: dict[str, Sequence[torch.Tensor]], params: MRFParams, vgg: VGGFe
 
     image, octaves = solve_octaves(params, vgg, size, init, objective_for, jitter=params.noise, seed=seed)
     record = base_record(octaves, device, clock.seconds)
+    record["matching"] = matching
     record["distinct_patches"] = {layer: int(idx.unique().numel()) for layer, idx in losses[-1].last_index.items()}
     record["patch_share"] = {layer: round(int(idx.unique().numel()) / losses[-1].patches[layer].shape[0], 4)
                              for layer, idx in losses[-1].last_index.items()}  # of the exemplar's patches used
@@ -287,12 +303,13 @@ def mrf_style(inputs: dict[str, Sequence[torch.Tensor]], params: MRFStyleParams,
     layers = list(dict.fromkeys([*params.layers, params.content_layer]))
 
     octave = iter(range(params.octaves))
+    matching = resolve_matching(params.matching, [style_image])
 
     def objective_for(octave_size: tuple[int, int]):
         side = max(octave_size) * params.style_scale
         index = next(octave)
         mrf_loss = _exemplar_loss(vgg, scale_by(style_image, side / max(style_image.shape[-2:]), 16), params, weights,
-                                  seed + index, balanced_octave(params.matching, index, params.octaves),
+                                  seed + index, balanced_octave(matching, index, params.octaves),
                                   maps, octave_size)
         with torch.no_grad():
             target = vgg(resize(content, octave_size), [params.content_layer])[params.content_layer]
@@ -312,6 +329,7 @@ def mrf_style(inputs: dict[str, Sequence[torch.Tensor]], params: MRFStyleParams,
 
     image, octaves = solve_octaves(params, vgg, size, init, objective_for, jitter=params.noise, seed=seed)
     record = base_record(octaves, device, clock.seconds)
+    record["matching"] = matching
     if maps:
         record.update(maps.record())
     return TaskOutput([image.cpu()], record)

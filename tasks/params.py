@@ -25,6 +25,7 @@ MRF_LAYERS = ["relu3_1", "relu4_1"]
 # pixels wide, and relu3_1/relu4_1 patches (16-32 px across) do not see it. Measured (16 px hole, random
 # weights): deep layers only leave saturated colour noise in the hole (seam step 0.37, the photo's 0.11).
 REPAIR_MRF_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+MATCHINGS = ("auto", "balanced-coarsest", "balanced", "nearest")  # tasks/mrf.py:balanced_octave
 
 
 @dataclass
@@ -61,11 +62,12 @@ class PatchParams:
     center_features: bool = param(True, help="match on features centred by the exemplar mean (Pearson, not raw "
                                              "cosine)")
     noise: float = param(0.05, min=0, help="std of noise injected into each upsampled octave start")
-    matching: str = param("balanced-coarsest", choices=("balanced-coarsest", "balanced", "nearest"),
+    matching: str = param("auto", choices=MATCHINGS,
                           help="nearest: each patch takes its most similar exemplar patch (paper); balanced: a "
                                "uniform sample of the exemplar's patches, each used once, so a sparse exemplar's "
                                "elements keep their share (ours); balanced-coarsest: balanced at the coarsest "
-                               "octave (the layout), nearest at the finer ones (the detail)",
+                               "octave (the layout), nearest at the finer ones (the detail); auto: balanced for "
+                               "an exemplar of elements on a plain ground, else balanced-coarsest (docs/quality.md)",
                           paper="nearest")
     repetition_penalty: float = param(0.1, min=0, help="nearest matching: subtract penalty x (uses / expected uses) "
                                                        "from a patch's match score")

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .common import Objective, seeded_noise, solve_octaves, with_tv
 from .imageops import resize, scale_by
 from .losses import GramLoss, gram, guided_gram, normalized_weights
-from .mrf import MRFLoss, augmented, balanced_octave
+from .mrf import MRFLoss, augmented, balanced_octave, resolve_matching
 from .params import GATYS_TEXTURE_LAYERS, RegionParams
 from .vgg import VGGFeatures
 
@@ -50,6 +50,7 @@ class Critic:
         self.layers = loss_layers(params)
         self.weights = normalized_weights(self.layers, params.layer_weights)
         self.octave = 0
+        self.matching = resolve_matching(params.matching, self.sources) if params.loss == "mrf" else None
 
     def for_octave(self, octave_size: tuple[int, int]):
         """(loss of features, refresh or None). Sources shrink with the octave, so their elements keep
@@ -74,7 +75,7 @@ class Critic:
                 owners += [i] * len(copies)
                 copy_masks += augmented(mask, self.params.rotations, self.params.scales) if mask is not None \
                     else [None] * len(copies)
-        balanced = balanced_octave(self.params.matching, index, self.params.octaves)
+        balanced = balanced_octave(self.matching, index, self.params.octaves)
         shares = [self.shares[i] for i in owners]
         mrf = MRFLoss(feats, self.weights, self.params, self.seed + index, balanced, shares=shares, masks=copy_masks)
         return mrf, mrf.refresh

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..kind import Kind, param
-from ..params import REGION_RANDOM_WEIGHTS, REPAIR_MRF_LAYERS, RegionParams
+from ..params import MATCHINGS, REGION_RANDOM_WEIGHTS, REPAIR_MRF_LAYERS, RegionParams
 
 
 @dataclass
@@ -15,7 +15,7 @@ class RepairParams(RegionParams):
     # default) gives the hole a uniform sample of every patch around it, sky, bridge and water alike,
     # and the repetition penalty pushes off the best fit; measured with the MRF critic on a 16 px hole:
     # steps across the seam 0.64 balanced, 0.12 nearest without penalty (tests/test_operations.py).
-    matching: str = param("nearest", choices=("balanced-coarsest", "balanced", "nearest"),
+    matching: str = param("nearest", choices=MATCHINGS,
                           help="MRF critic: nearest (each patch its best-fitting source patch) or a balanced "
                                "assignment (see `mrf`)")
     repetition_penalty: float = param(0.0, min=0, help="MRF critic, nearest matching: subtract penalty x (uses / "
