@@ -147,8 +147,9 @@ def test_a_preset_sets_its_values_and_the_jobs_params_win(tmp_path):
 def test_an_unknown_preset_names_the_kinds_presets(tmp_path):
     problems = _problems(tmp_path, MRF_JOB.replace("PRESET", "preset: random"))
     assert any("preset" in p and "random-weights" in p and "'random'" in p for p in problems), problems
-    problems = _problems(tmp_path, GOOD.replace("    seeds: [0, 5]\n", "    seeds: [0, 5]\n    preset: random-weights\n"))
-    assert any("kind 'style' has no preset" in p and "none" in p for p in problems), problems
+    swd = MRF_JOB.replace("kind: mrf", "kind: swd").replace("PRESET", "preset: random-weights")
+    problems = _problems(tmp_path, swd)  # a kind whose defaults need no preset
+    assert any("kind 'swd' has no preset" in p and "none" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
